@@ -1,0 +1,160 @@
+"""The FAISS index of a table: derived data, saved beside the table, rebuilt when lost.
+
+A :class:`VectorIndex` maps item ids to unit-norm embeddings (inner product = cosine).
+Below ``IndexConfig.flat_threshold`` vectors it is exact (``IndexFlatIP``); above it, with
+``kind="auto"``, it is rebuilt as IVF-PQ, trained on the vectors it already holds. Both sit in
+an ``IndexIDMap2`` so that ids are the table's ids and deletes are real removals.
+
+Saved as two files: ``NAME.faiss`` (``faiss.write_index``) and ``NAME.json`` — the table
+version the index covers, the embedder id and the count — written atomically (tmp + rename),
+the JSON last. The table decides what is true; see ``Table._sync_index``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from mostore.errors import InvalidInputError
+
+KINDS = ("auto", "flat", "ivfpq")
+
+
+@dataclass
+class IndexConfig:
+    """How a table's index is built. ``kind``: auto (flat, then IVF-PQ past the threshold),
+    flat (always exact) or ivfpq."""
+
+    kind: str = "auto"
+    flat_threshold: int = 50_000
+    nprobe: int = 32
+    pq_bytes: int = 48  # sub-quantizers of the PQ code (must divide the dimension)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise InvalidInputError(f"index kind must be one of {KINDS}, not {self.kind!r}")
+
+
+@dataclass
+class IndexMeta:
+    table_version: int
+    embedder: str
+    count: int
+    kind: str
+
+
+class VectorIndex:
+    def __init__(self, dim: int, config: IndexConfig | None = None, index: faiss.Index | None = None):
+        self.dim = dim
+        self.config = config or IndexConfig()
+        self.index = index if index is not None else self._new_flat()
+
+    def _new_flat(self) -> faiss.Index:
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+
+    @property
+    def kind(self) -> str:
+        inner = faiss.downcast_index(self.index.index)
+        return "ivfpq" if isinstance(inner, faiss.IndexIVFPQ) else "flat"
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def ids(self) -> np.ndarray:
+        return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if len(ids) == 0:
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
+        self.index.add_with_ids(vectors, np.asarray(ids, dtype=np.int64))
+        self._maybe_grow()
+
+    def remove(self, ids) -> int:
+        ids = np.asarray(list(ids), dtype=np.int64)
+        if len(ids) == 0:
+            return 0
+        return int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """Stored vectors of ids (approximate for IVF-PQ)."""
+        return np.stack([self.index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.dim), np.float32)
+
+    def _maybe_grow(self) -> None:
+        want_ivf = self.config.kind == "ivfpq" or (
+            self.config.kind == "auto" and len(self) > self.config.flat_threshold
+        )
+        if want_ivf and self.kind == "flat" and len(self) >= 1000:
+            self.rebuild_ivfpq()
+
+    def rebuild_ivfpq(self) -> None:
+        """Train an IVF-PQ on the vectors held now and move them into it."""
+        ids = self.ids()
+        flat = faiss.downcast_index(self.index.index)
+        vecs = flat.reconstruct_n(0, flat.ntotal) if isinstance(flat, faiss.IndexFlat) else self.vectors(ids)
+        nlist = int(max(16, min(65536, 4 * np.sqrt(len(ids)))))
+        m = self.config.pq_bytes if self.dim % self.config.pq_bytes == 0 else 1
+        quantizer = faiss.IndexFlatIP(self.dim)
+        ivf = faiss.IndexIVFPQ(quantizer, self.dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+        sample = vecs[np.random.default_rng(0).permutation(len(vecs))[: max(nlist * 40, 10_000)]]
+        ivf.train(sample)
+        ivf.nprobe = self.config.nprobe
+        index = faiss.IndexIDMap2(ivf)
+        index.add_with_ids(vecs, ids)
+        self.index = index
+
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids) per query row; ``allowed``: restrict to these ids (prefilter)."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        k = max(1, min(k, len(self))) if len(self) else 1
+        if len(self) == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        params = None
+        is_ivf = self.kind == "ivfpq"
+        if allowed is not None:
+            sel = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
+            if is_ivf:
+                params = faiss.SearchParametersIVF(sel=sel, nprobe=self.config.nprobe)
+            else:
+                params = faiss.SearchParameters(sel=sel)
+        elif is_ivf:
+            params = faiss.SearchParametersIVF(nprobe=self.config.nprobe)
+        scores, ids = self.index.search(queries, k, params=params)
+        if allowed is not None and is_ivf and len(allowed) <= 100_000:
+            # an IVF probe may miss filtered rows: score the allowed set exactly when short
+            short = (ids < 0).any(axis=1) & (len(allowed) > (ids >= 0).sum(axis=1))
+            for row in np.flatnonzero(short):
+                vecs = self.vectors(allowed)
+                s = vecs @ queries[row]
+                top = np.argsort(-s)[:k]
+                scores[row, : len(top)], ids[row, : len(top)] = s[top], np.asarray(allowed)[top]
+        return scores, ids
+
+    # persistence
+    def save(self, path: Path, meta: IndexMeta) -> None:
+        path = Path(path)
+        tmp = path.with_suffix(".faiss.tmp")
+        faiss.write_index(self.index, str(tmp))
+        os.replace(tmp, path.with_suffix(".faiss"))
+        tmp_meta = path.with_suffix(".json.tmp")
+        tmp_meta.write_text(json.dumps({**asdict(meta), "config": asdict(self.config)}))
+        os.replace(tmp_meta, path.with_suffix(".json"))
+
+    @classmethod
+    def load(cls, path: Path, dim: int, config: IndexConfig) -> tuple["VectorIndex", IndexMeta] | None:
+        """The saved index and its meta, or None when missing, unreadable or inconsistent."""
+        path = Path(path)
+        try:
+            raw = json.loads(path.with_suffix(".json").read_text())
+            meta = IndexMeta(**{k: raw[k] for k in ("table_version", "embedder", "count", "kind")})
+            index = faiss.read_index(str(path.with_suffix(".faiss")))
+        except Exception:  # missing or damaged: the caller rebuilds from the table
+            return None
+        if index.d != dim or int(index.ntotal) != meta.count or not isinstance(index, faiss.IndexIDMap2):
+            return None
+        return cls(dim, config, faiss.downcast_index(index) if not isinstance(index, faiss.IndexIDMap2) else index), meta

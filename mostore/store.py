@@ -1,0 +1,603 @@
+"""Database / Table over lancedb: the one implementation of mostore's data model.
+
+A database is a folder::
+
+    photos.mostore/
+      photos.lance/              the Lance table: the source of truth, one row per item
+      _mostore/photos/
+        table.json               codec name + id, quality (written before the Lance table)
+        next_id.json             the id counter (ids are never reused), guarded by lock
+        index.faiss, index.json  the FAISS index and the table version it covers (derived)
+
+Row schema: ``id`` int64, ``latent`` binary (the whole bitstream), ``width``, ``height``,
+``mode``, ``quality``, ``nbytes``, ``codec_id``, ``created_at``, then one column per user
+metadata key (created on first use, typed from the values).
+
+>>> import mostore, numpy as np
+>>> db = mostore.connect(getfixture("tmp_path") / "demo.mostore", codec=getfixture("tiny_codec"))
+>>> tbl = db.create_table("photos")
+>>> tbl.add([np.zeros((32, 32, 3), np.uint8)], metadata=[{"label": "black"}])
+[1]
+>>> tbl.get(1)["metadata"]
+{'label': 'black'}
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import threading
+import time
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+import torch
+
+from mostore import data, filters
+from mostore.codec.model import Codec
+from mostore.errors import (
+    AlreadyExistsError,
+    CodecMismatchError,
+    ConflictError,
+    CorruptBitstreamError,
+    InvalidInputError,
+    MetadataError,
+    MostoreError,
+    NotFoundError,
+)
+from mostore.heads import PooledEmbedding
+from mostore.index import IndexConfig, IndexMeta, VectorIndex
+
+TABLE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
+SIDE = "_mostore"
+#: rows decoded per batch when the index catches up with the table
+SYNC_BATCH = 256
+COMMIT_RETRIES = 8
+
+_BASE_FIELDS = [
+    pa.field("id", pa.int64(), nullable=False),
+    pa.field("latent", pa.binary()),
+    pa.field("width", pa.int32()),
+    pa.field("height", pa.int32()),
+    pa.field("mode", pa.string()),
+    pa.field("quality", pa.int32()),
+    pa.field("nbytes", pa.int64()),
+    pa.field("codec_id", pa.string()),
+    pa.field("created_at", pa.timestamp("us", tz="UTC")),
+]
+BASE_COLUMNS = [f.name for f in _BASE_FIELDS]
+#: system columns a where-filter may use
+FILTERABLE_BASE = {"id": "numeric", "width": "numeric", "height": "numeric", "quality": "numeric",
+                   "nbytes": "numeric", "mode": "string", "codec_id": "string"}
+
+
+def check_table_name(name: Any) -> str:
+    if not isinstance(name, str) or not TABLE_NAME.match(name):
+        raise InvalidInputError(
+            f"table name {name!r} is not allowed: 1-64 letters, digits, _ or -, not starting with -"
+        )
+    return name
+
+
+def check_id(item_id: Any) -> int:
+    if isinstance(item_id, (bool, np.bool_)) or not isinstance(item_id, (int, np.integer)):
+        raise InvalidInputError(f"an item id is an int, not {type(item_id).__name__}")
+    if not 0 < int(item_id) < 2**63:
+        raise InvalidInputError(f"item id {item_id} is out of range")
+    return int(item_id)
+
+
+def _retry(fn, what: str):
+    """Run a Lance write, retrying optimistic-commit conflicts with backoff."""
+    for attempt in range(COMMIT_RETRIES):
+        try:
+            return fn()
+        except MostoreError:
+            raise
+        except Exception as exc:  # lance raises OSError/RuntimeError for commit conflicts
+            text = str(exc).lower()
+            if "conflict" not in text and "retryable" not in text and "concurrent" not in text:
+                raise
+            time.sleep(0.02 * 2**attempt * (1 + np.random.random()))
+    raise ConflictError(f"{what} lost {COMMIT_RETRIES} commit races with concurrent writers; try again")
+
+
+class Database:
+    """A folder of mostore tables. Use :func:`mostore.connect` to get one."""
+
+    def __init__(self, path: str | Path, *, codec: Codec | None = None, index: IndexConfig | None = None):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        # interval 0: every read sees the latest committed version (other processes write too)
+        self._db = lancedb.connect(str(self.path), read_consistency_interval=timedelta(0))
+        self._codecs: dict[str, Codec] = {}
+        if codec is not None:
+            self._codecs[codec.name] = codec
+        self._default_codec = codec
+        self.index_config = index or IndexConfig()
+        self._tables: dict[str, Table] = {}
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"mostore.Database({str(self.path)!r})"
+
+    def _codec(self, name: str | Codec | None) -> Codec:
+        if isinstance(name, Codec):
+            self._codecs.setdefault(name.name, name)
+            return name
+        if name is None:
+            if self._default_codec is not None:
+                return self._default_codec
+            name = "default"
+        if name not in self._codecs:
+            self._codecs[name] = Codec.load(name)
+        return self._codecs[name]
+
+    def table_names(self) -> list[str]:
+        names = self._db.list_tables()
+        names = getattr(names, "tables", names)
+        return sorted(n for n in names if (self.path / SIDE / n / "table.json").is_file())
+
+    def create_table(
+        self, name: str, *, codec: str | Codec | None = None, quality: int | None = None, exist_ok: bool = False
+    ) -> "Table":
+        """Create an empty table coded with ``codec`` (weights name or Codec) at ``quality``."""
+        check_table_name(name)
+        with self._lock:
+            if name in self.table_names():
+                if exist_ok:
+                    return self.open_table(name)
+                raise AlreadyExistsError(f"table {name!r} exists already")
+            c = self._codec(codec)
+            q = c._check_quality(quality) if quality is not None else c.quality
+            side = self.path / SIDE / name
+            side.mkdir(parents=True, exist_ok=True)
+            (side / "table.json").write_text(json.dumps({"codec": c.name, "codec_id": c.id, "quality": q}))
+            self._db.create_table(name, schema=pa.schema(_BASE_FIELDS), mode="overwrite")
+            for stale in ("index.faiss", "index.json", "next_id.json"):
+                (side / stale).unlink(missing_ok=True)
+            self._tables.pop(name, None)
+            return self.open_table(name)
+
+    def open_table(self, name: str) -> "Table":
+        check_table_name(name)
+        with self._lock:
+            if name in self._tables:
+                return self._tables[name]
+            side = self.path / SIDE / name
+            if name not in self.table_names():
+                raise NotFoundError(f"no table {name!r} in {self.path}; tables: {self.table_names()}")
+            info = json.loads((side / "table.json").read_text())
+            codec = self._codec(info["codec"])
+            if codec.id != info["codec_id"]:
+                raise CodecMismatchError(
+                    f"table {name!r} was made with codec {info['codec_id']} ({info['codec']}); the codec"
+                    f" loaded under that name is {codec.id}: decoding with it would be wrong"
+                )
+            table = Table(self, name, self._db.open_table(name), codec, int(info["quality"]), side)
+            self._tables[name] = table
+            return table
+
+    def drop_table(self, name: str) -> None:
+        check_table_name(name)
+        with self._lock:
+            if name not in self.table_names():
+                raise NotFoundError(f"no table {name!r} in {self.path}")
+            self._tables.pop(name, None)
+            self._db.drop_table(name)
+            shutil.rmtree(self.path / SIDE / name, ignore_errors=True)
+
+
+class Table:
+    """One collection of coded images. Obtain it from :meth:`Database.create_table` / ``open_table``."""
+
+    def __init__(self, db: Database, name: str, lance_table, codec: Codec, quality: int, side: Path):
+        self.db = db
+        self.name = name
+        self._lt = lance_table
+        self.codec = codec
+        self.quality = quality
+        self._side = side
+        self.embedder = PooledEmbedding(codec.config.latent)
+        self.index_config = db.index_config
+        self._index: VectorIndex | None = None
+        self._index_version = -1
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"mostore.Table({self.name!r}, rows={self.count_rows()})"
+
+    # ---- reading -------------------------------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        return int(self._lt.version)
+
+    def _dataset(self):
+        return self._lt.to_lance()
+
+    def _scan(self, columns: list[str], where: str | None = None) -> pa.Table:
+        return self._dataset().to_table(columns=columns, filter=where)
+
+    def columns(self) -> dict[str, str]:
+        """Filterable columns -> "numeric" | "string" | "bool" (system + user metadata)."""
+        out = dict(FILTERABLE_BASE)
+        for f in self._lt.schema:
+            if f.name in BASE_COLUMNS:
+                continue
+            out[f.name] = _kind(f.type)
+        return out
+
+    def metadata_columns(self) -> list[str]:
+        return [f.name for f in self._lt.schema if f.name not in BASE_COLUMNS]
+
+    def _sql(self, where: str) -> str:
+        return filters.to_sql(where, self.columns())
+
+    def count_rows(self, where: str | None = None) -> int:
+        return int(self._lt.count_rows(self._sql(where) if where else None))
+
+    def _rows(self, ids: Sequence[int], columns: list[str]) -> dict[int, dict]:
+        if not len(ids):
+            return {}
+        out: dict[int, dict] = {}
+        for start in range(0, len(ids), 1000):
+            chunk = ", ".join(str(int(i)) for i in ids[start : start + 1000])
+            for row in self._scan(columns, f"id IN ({chunk})").to_pylist():
+                out[row["id"]] = row
+        return out
+
+    def get(self, item_id: int) -> dict:
+        """Metadata and sizes of one item: id, width, height, mode, quality, nbytes, bpp, ..."""
+        item_id = check_id(item_id)
+        cols = [c for c in BASE_COLUMNS if c != "latent"] + self.metadata_columns()
+        row = self._rows([item_id], cols).get(item_id)
+        if row is None:
+            raise NotFoundError(f"no item {item_id} in table {self.name!r}")
+        return self._describe(row)
+
+    def _describe(self, row: dict) -> dict:
+        meta = {k: row[k] for k in self.metadata_columns() if row.get(k) is not None}
+        out = {k: row[k] for k in BASE_COLUMNS if k in row and k != "latent"}
+        out["created_at"] = row["created_at"].isoformat() if row.get("created_at") else None
+        out["bpp"] = 8.0 * row["nbytes"] / (row["width"] * row["height"])
+        out["metadata"] = meta
+        return out
+
+    def latent_bytes(self, item_id: int) -> bytes:
+        """The stored bitstream of one item, exactly as written."""
+        item_id = check_id(item_id)
+        row = self._rows([item_id], ["id", "latent"]).get(item_id)
+        if row is None:
+            raise NotFoundError(f"no item {item_id} in table {self.name!r}")
+        return row["latent"]
+
+    def latents(self, item_id: int) -> torch.Tensor:
+        """ŷ of one item (entropy decode only, no pixels)."""
+        return self.codec.latents(self._checked(self.latent_bytes(item_id), item_id))
+
+    def reconstruct(self, item_id: int):
+        """The image decoded from the stored latents (PIL.Image)."""
+        return self.codec.decode(self._checked(self.latent_bytes(item_id), item_id))
+
+    def _checked(self, blob: bytes, item_id: int) -> bytes:
+        try:
+            header = self.codec.header(blob)
+        except CorruptBitstreamError as exc:
+            raise CorruptBitstreamError(f"item {item_id} of table {self.name!r}: {exc}") from exc
+        if header.codec_id != self.codec.id:
+            raise CodecMismatchError(
+                f"item {item_id} was coded by codec {header.codec_id}; table {self.name!r} uses {self.codec.id}"
+            )
+        return blob
+
+    def stats(self) -> dict:
+        """Rows, bytes of latents, bits per pixel, index kind and size, codec id."""
+        t = self._scan(["nbytes", "width", "height"])
+        nbytes = int(pa.compute.sum(t["nbytes"]).as_py() or 0)
+        pixels = int(np.sum(np.asarray(t["width"], dtype=np.int64) * np.asarray(t["height"], dtype=np.int64)))
+        index = self._sync_index()
+        index_file = self._side / "index.faiss"
+        return {
+            "table": self.name,
+            "rows": t.num_rows,
+            "latent_bytes": nbytes,
+            "bytes_per_item": nbytes / t.num_rows if t.num_rows else 0.0,
+            "pixels": pixels,
+            "bpp": 8.0 * nbytes / pixels if pixels else 0.0,
+            "index_kind": index.kind,
+            "index_count": len(index),
+            "index_bytes": index_file.stat().st_size if index_file.exists() else 0,
+            "embedding_dim": self.embedder.dim,
+            "embedder": self.embedder.id,
+            "codec": self.codec.name,
+            "codec_id": self.codec.id,
+            "quality": self.quality,
+            "version": self.version,
+        }
+
+    # ---- writing -------------------------------------------------------------------------
+
+    def add(self, items, metadata=None, *, quality: int | None = None) -> list[int]:
+        """Encode and store images; returns their new ids.
+
+        ``items``: a list of paths, bytes, PIL images or uint8 arrays (or one of them).
+        ``metadata``: None, one dict per item, or one dict for a single item. All items are
+        checked and encoded before anything is written; the write is one Lance commit.
+        """
+        if isinstance(items, (str, Path, bytes, bytearray, np.ndarray)) or hasattr(items, "getpixel"):
+            items = [items]
+            if isinstance(metadata, dict):
+                metadata = [metadata]
+        if not isinstance(items, (list, tuple)):
+            raise InvalidInputError(f"items must be a list of images, not {type(items).__name__}")
+        if metadata is None:
+            metadata = [{}] * len(items)
+        if isinstance(metadata, dict) or not isinstance(metadata, (list, tuple)):
+            raise MetadataError("metadata must be a list with one dict per item")
+        if len(metadata) != len(items):
+            raise MetadataError(f"{len(items)} items but {len(metadata)} metadata entries")
+        metas = [data.check_metadata(m) for m in metadata]
+        q = self.codec._check_quality(quality) if quality is not None else self.quality
+        new_types = self._check_types(metas)
+        if not items:
+            return []
+        blobs, vecs, sizes, modes = [], [], [], []
+        for item in items:
+            image = data.load_image(item)
+            blob, y_hat = self.codec.encode_with_latents(image, q)
+            blobs.append(blob)
+            vecs.append(self.embedder(y_hat))
+            sizes.append((image.width, image.height))
+            modes.append(self.codec.header(blob).mode)
+        with self._lock:
+            self._add_columns(new_types)
+            ids = self._allocate_ids(len(items))
+            now = datetime.now(timezone.utc)
+            columns: dict[str, pa.Array] = {
+                "id": pa.array(ids, pa.int64()),
+                "latent": pa.array(blobs, pa.binary()),
+                "width": pa.array([s[0] for s in sizes], pa.int32()),
+                "height": pa.array([s[1] for s in sizes], pa.int32()),
+                "mode": pa.array(modes, pa.string()),
+                "quality": pa.array([q] * len(items), pa.int32()),
+                "nbytes": pa.array([len(b) for b in blobs], pa.int64()),
+                "codec_id": pa.array([self.codec.id] * len(items), pa.string()),
+                "created_at": pa.array([now] * len(items), pa.timestamp("us", tz="UTC")),
+            }
+            schema = {f.name: f.type for f in self._lt.schema}
+            for key in sorted({k for m in metas for k in m}):
+                columns[key] = pa.array([m.get(key) for m in metas], schema[key])
+            batch = pa.table(columns)
+            index = self._sync_index()
+            before = self.version
+            _retry(lambda: self._lt.add(batch), "add")
+            index.add(np.asarray(ids), np.stack(vecs))
+            self._save_index(index, self._version_after(before))
+        return ids
+
+    def _version_after(self, before: int) -> int:
+        """The version our own commit made if no one else wrote in between, else -1 (catch up later)."""
+        now = self.version
+        return now if now == before + 1 else -1
+
+    def _check_types(self, metas: list[dict]) -> dict[str, pa.DataType]:
+        """Check values against existing columns; return the types of columns to create."""
+        existing = {f.name: f.type for f in self._lt.schema}
+        new: dict[str, pa.DataType] = {}
+        for meta in metas:
+            for key, value in meta.items():
+                if value is None:
+                    continue
+                want = _arrow_type(value)
+                have = existing.get(key, new.get(key))
+                if have is None:
+                    new[key] = want
+                elif have == want:
+                    continue
+                elif pa.types.is_floating(have) and pa.types.is_integer(want):
+                    continue
+                elif key in new and pa.types.is_integer(have) and pa.types.is_floating(want):
+                    new[key] = pa.float64()
+                else:
+                    raise MetadataError(
+                        f"metadata {key!r} holds {_kind(have)} values in this table; got {value!r}"
+                    )
+        return new
+
+    def _add_columns(self, types: dict[str, pa.DataType]) -> None:
+        sql_types = {pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN", pa.string(): "STRING"}
+        for key, typ in types.items():
+            if key in {f.name for f in self._lt.schema}:
+                continue
+            try:
+                _retry(lambda: self._lt.add_columns({key: f"CAST(NULL AS {sql_types[typ]})"}), "add column")
+            except ConflictError:
+                raise
+            except Exception:
+                if key not in {f.name for f in self._lt.schema}:  # another writer may have added it
+                    raise
+
+    @contextmanager
+    def _file_lock(self):
+        with open(self._side / "lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _allocate_ids(self, n: int) -> list[int]:
+        """Reserve n fresh ids (never reused, safe across processes)."""
+        counter = self._side / "next_id.json"
+        with self._file_lock():
+            try:
+                start = int(json.loads(counter.read_text())["next_id"])
+            except (OSError, ValueError, KeyError):
+                ids = self._scan(["id"])["id"]
+                start = (pa.compute.max(ids).as_py() or 0) + 1 if len(ids) else 1
+            tmp = counter.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"next_id": start + n}))
+            os.replace(tmp, counter)
+        return list(range(start, start + n))
+
+    def delete(self, ids=None, *, where: str | None = None) -> int:
+        """Delete items by id (an int or a list) or by filter; returns how many were deleted."""
+        if (ids is None) == (where is None):
+            raise InvalidInputError("delete takes ids or where=, exactly one of them")
+        if where is not None:
+            sql = self._sql(where)
+        else:
+            single = not isinstance(ids, (list, tuple, set, np.ndarray))
+            id_list = [check_id(i) for i in ([ids] if single else ids)]
+            if not id_list:
+                return 0
+            sql = f"id IN ({', '.join(map(str, id_list))})"
+        with self._lock:
+            doomed = self._scan(["id"], sql)["id"].to_numpy()
+            if where is None and single and len(doomed) == 0:
+                raise NotFoundError(f"no item {id_list[0]} in table {self.name!r}")
+            if len(doomed) == 0:
+                return 0
+            index = self._sync_index()
+            before = self.version
+            _retry(lambda: self._lt.delete(sql), "delete")
+            index.remove(doomed)
+            self._save_index(index, self._version_after(before))
+        return int(len(doomed))
+
+    def update(self, item_id: int, metadata: dict) -> dict:
+        """Set metadata fields of one item (None clears a field); returns the item."""
+        item_id = check_id(item_id)
+        meta = data.check_metadata(metadata)
+        if not meta:
+            raise MetadataError("update needs at least one metadata field")
+        with self._lock:
+            if self.count_rows(f"id = {item_id}") == 0:
+                raise NotFoundError(f"no item {item_id} in table {self.name!r}")
+            self._add_columns(self._check_types([meta]))
+            values = {k: v for k, v in meta.items()}
+            _retry(lambda: self._lt.update(where=f"id = {item_id}", values=values), "update")
+        return self.get(item_id)
+
+    # ---- the index -----------------------------------------------------------------------
+
+    def _save_index(self, index: VectorIndex, version: int) -> None:
+        self._index, self._index_version = index, version
+        index.save(self._side / "index", IndexMeta(version, self.embedder.id, len(index), index.kind))
+
+    def _sync_index(self) -> VectorIndex:
+        """Bring the index in line with the table (load, catch up, or rebuild); return it."""
+        with self._lock:
+            version = self.version
+            if self._index is not None and self._index_version == version:
+                return self._index
+            if self._index is None:
+                loaded = VectorIndex.load(self._side / "index", self.embedder.dim, self.index_config)
+                if loaded and loaded[1].embedder == self.embedder.id:
+                    self._index, self._index_version = loaded[0], loaded[1].table_version
+                else:
+                    self._index, self._index_version = VectorIndex(self.embedder.dim, self.index_config), -1
+                if self._index_version == version:
+                    return self._index
+            self._catch_up(self._index)
+            self._save_index(self._index, version)
+            return self._index
+
+    def _catch_up(self, index: VectorIndex) -> None:
+        table_ids = self._scan(["id"])["id"].to_numpy()
+        held = index.ids()
+        extra = np.setdiff1d(held, table_ids, assume_unique=False)
+        index.remove(extra)
+        missing = np.setdiff1d(table_ids, held, assume_unique=False)
+        for start in range(0, len(missing), SYNC_BATCH):
+            chunk = missing[start : start + SYNC_BATCH]
+            rows = self._rows(chunk.tolist(), ["id", "latent"])
+            ids, vecs = [], []
+            for item_id, row in rows.items():
+                try:
+                    vecs.append(self.embedder(self.codec.latents(row["latent"])))
+                    ids.append(item_id)
+                except (CorruptBitstreamError, CodecMismatchError):
+                    continue  # a damaged row stays out of the index; `mostore check` reports it
+            if ids:
+                index.add(np.asarray(ids), np.stack(vecs))
+
+    def reindex(self) -> dict:
+        """Rebuild the index from the stored latents."""
+        with self._lock:
+            (self._side / "index.json").unlink(missing_ok=True)
+            self._index, self._index_version = VectorIndex(self.embedder.dim, self.index_config), -1
+            self._catch_up(self._index)
+            self._save_index(self._index, self.version)
+        return {"rows": self.count_rows(), "indexed": len(self._index), "kind": self._index.kind}
+
+    def embedding(self, item_id: int) -> np.ndarray:
+        """The embedding of a stored item, from its latents."""
+        return self.embedder(self.latents(item_id))
+
+    def search(self, query) -> "Query":
+        """Start a query: an image (path/bytes/PIL/array), a stored id, or a vector."""
+        from mostore.query import Query
+
+        return Query(self, query)
+
+    def _knn(self, vector: np.ndarray, k: int, where: str | None) -> list[tuple[int, float]]:
+        with self._lock:
+            index = self._sync_index()
+            allowed = None
+            if where is not None:
+                allowed = self._scan(["id"], self._sql(where))["id"].to_numpy()
+                if len(allowed) == 0:
+                    return []
+            scores, ids = index.search(vector[None], k, allowed)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    def describe_hits(self, hits: list[tuple[int, float]]) -> list[dict]:
+        cols = ["id"] + self.metadata_columns()
+        rows = self._rows([h[0] for h in hits], cols)
+        out = []
+        for item_id, score in hits:
+            row = rows.get(item_id)
+            if row is None:
+                continue  # deleted between the search and now
+            meta = {k: row[k] for k in cols[1:] if row.get(k) is not None}
+            out.append({"id": item_id, "score": score, "metadata": meta})
+        return out
+
+
+def _arrow_type(value: Any) -> pa.DataType:
+    if isinstance(value, bool):
+        return pa.bool_()
+    if isinstance(value, int):
+        return pa.int64()
+    if isinstance(value, float):
+        return pa.float64()
+    return pa.string()
+
+
+def _kind(typ: pa.DataType) -> str:
+    if pa.types.is_boolean(typ):
+        return filters.BOOL
+    if pa.types.is_integer(typ) or pa.types.is_floating(typ):
+        return filters.NUMERIC
+    return filters.STRING
+
+
+def iter_chunks(items: Iterable, size: int):
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
