@@ -1,9 +1,10 @@
 """The FAISS index of a table: derived data, saved beside the table, rebuilt when lost.
 
 A :class:`VectorIndex` maps item ids to unit-norm embeddings (inner product = cosine).
-Below ``IndexConfig.flat_threshold`` vectors it is exact (``IndexFlatIP``); above it, with
-``kind="auto"``, it is rebuilt as IVF-PQ, trained on the vectors it already holds. Both sit in
-an ``IndexIDMap2`` so that ids are the table's ids and deletes are real removals.
+Below ``IndexConfig.flat_threshold`` vectors it is exact (``IndexFlatIP`` in an
+``IndexIDMap2``); above it, with ``kind="auto"``, it is rebuilt as IVF-PQ (which keeps the
+table's ids itself, with a hashtable direct map), trained on the vectors it already holds.
+Either way ids are the table's ids and deletes are real removals.
 
 Saved as two files: ``NAME.faiss`` (``faiss.write_index``) and ``NAME.json`` — the table
 version the index covers, the embedder id and the count — written atomically (tmp + rename),
@@ -59,13 +60,20 @@ class VectorIndex:
 
     @property
     def kind(self) -> str:
-        inner = faiss.downcast_index(self.index.index)
-        return "ivfpq" if isinstance(inner, faiss.IndexIVFPQ) else "flat"
+        return "ivfpq" if isinstance(self.index, faiss.IndexIVF) else "flat"
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
 
     def ids(self) -> np.ndarray:
+        if isinstance(self.index, faiss.IndexIVF):
+            lists = self.index.invlists
+            parts = [
+                faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+                for i in range(lists.nlist)
+                if lists.list_size(i)
+            ]
+            return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
         return faiss.vector_to_array(self.index.id_map).astype(np.int64)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -79,7 +87,9 @@ class VectorIndex:
         ids = np.asarray(list(ids), dtype=np.int64)
         if len(ids) == 0:
             return 0
-        return int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
+        # a hashtable direct map (IVF) can only remove by an explicit array
+        sel = faiss.IDSelectorArray(ids) if self.kind == "ivfpq" else faiss.IDSelectorBatch(ids)
+        return int(self.index.remove_ids(sel))
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """Stored vectors of ids (approximate for IVF-PQ)."""
@@ -95,18 +105,23 @@ class VectorIndex:
     def rebuild_ivfpq(self) -> None:
         """Train an IVF-PQ on the vectors held now and move them into it."""
         ids = self.ids()
-        flat = faiss.downcast_index(self.index.index)
-        vecs = flat.reconstruct_n(0, flat.ntotal) if isinstance(flat, faiss.IndexFlat) else self.vectors(ids)
-        nlist = int(max(16, min(65536, 4 * np.sqrt(len(ids)))))
+        if self.kind == "flat":
+            vecs = faiss.downcast_index(self.index.index).reconstruct_n(0, len(ids))
+        else:
+            vecs = self.vectors(ids)
+        # ~4·sqrt(n) lists, with at least 39 training points per centroid (FAISS's advice)
+        nlist = int(max(1, min(65536, 4 * np.sqrt(len(ids)), len(ids) // 39)))
         m = self.config.pq_bytes if self.dim % self.config.pq_bytes == 0 else 1
         quantizer = faiss.IndexFlatIP(self.dim)
-        ivf = faiss.IndexIVFPQ(quantizer, self.dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+        nbits = int(min(8, max(4, np.log2(max(16, len(ids) // 39)))))
+        ivf = faiss.IndexIVFPQ(quantizer, self.dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
         sample = vecs[np.random.default_rng(0).permutation(len(vecs))[: max(nlist * 40, 10_000)]]
         ivf.train(sample)
         ivf.nprobe = self.config.nprobe
-        index = faiss.IndexIDMap2(ivf)
-        index.add_with_ids(vecs, ids)
-        self.index = index
+        # IVF keeps our ids itself; a hashtable direct map makes reconstruct and remove work
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        ivf.add_with_ids(vecs, ids)
+        self.index = ivf
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids) per query row; ``allowed``: restrict to these ids (prefilter)."""
@@ -155,6 +170,7 @@ class VectorIndex:
             index = faiss.read_index(str(path.with_suffix(".faiss")))
         except Exception:  # missing or damaged: the caller rebuilds from the table
             return None
-        if index.d != dim or int(index.ntotal) != meta.count or not isinstance(index, faiss.IndexIDMap2):
+        index = faiss.downcast_index(index)
+        if index.d != dim or int(index.ntotal) != meta.count or not isinstance(index, (faiss.IndexIDMap2, faiss.IndexIVF)):
             return None
-        return cls(dim, config, faiss.downcast_index(index) if not isinstance(index, faiss.IndexIDMap2) else index), meta
+        return cls(dim, config, index), meta

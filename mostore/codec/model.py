@@ -288,7 +288,12 @@ class Codec:
         z_bytes = entropy.encode_z(z_sym[0].to(torch.int64).numpy(), self._z_pmf)
         y_bytes = entropy.encode_y(residual[0].numpy(), scale_idx[0])
         y_hat = (residual.double() + mean_g) * self._inv_gain64[q - 1][None, :, None, None]
-        return bitstream.pack(header, z_bytes, y_bytes), y_hat.float()
+        return bitstream.pack(header, z_bytes, y_bytes), self._crop(y_hat.float(), h, w)
+
+    def _crop(self, y_hat: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """Drop latent columns/rows that only cover padding."""
+        s = self.stride
+        return y_hat[..., : -(-height // s), : -(-width // s)]
 
     def encode_batch(self, images, quality: int | None = None) -> list[bytes]:
         return [self.encode(im, quality) for im in images]
@@ -317,8 +322,11 @@ class Codec:
         return header, y_hat.float()
 
     def latents(self, data: bytes) -> torch.Tensor:
-        """Entropy-decode to the dequantized latent tensor ŷ (1, M, H/16, W/16); no synthesis."""
-        return self._latents(data)[1]
+        """Entropy-decode to the dequantized latent tensor ŷ (1, M, ⌈H/16⌉, ⌈W/16⌉); no synthesis.
+
+        Latent positions that cover only padding are cropped off."""
+        header, y_hat = self._latents(data)
+        return self._crop(y_hat, header.height, header.width)
 
     def latents_batch(self, datas) -> list[torch.Tensor]:
         return [self.latents(d) for d in datas]

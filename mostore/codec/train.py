@@ -117,7 +117,7 @@ def train_steps(model: CodecModel, optimizer, sampler: CropSampler, steps: int, 
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        yield float(loss), float(mse), float(bpp)
+        yield float(loss.detach()), float(mse.detach()), float(bpp.detach())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,348 @@
+"""The HTTP API: thin FastAPI routes over :class:`mostore.Table`, nothing more.
+
+Every error is JSON ``{"error": ExceptionName, "message": ...}`` with the exception's status;
+a bad request never changes stored data. Table work (encoding, decoding, FAISS) runs in the
+thread pool, off the event loop. Settings come from the environment, read once here
+(:class:`Settings`); nothing else in mostore reads environment variables.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import mostore
+from mostore import query as q
+from mostore.errors import (
+    AuthError,
+    ForbiddenError,
+    ImageTooLargeError,
+    InvalidInputError,
+    MetadataError,
+    MostoreError,
+)
+
+DEFAULT_MAX_UPLOAD = 32 * 1024 * 1024
+MAX_FILES_PER_REQUEST = 256
+IMAGE_FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "webp": ("WEBP", "image/webp")}
+
+
+@dataclass
+class Settings:
+    db: Path = Path("./mostore.db")
+    #: key -> "rw" | "ro"; empty means no auth
+    api_keys: dict[str, str] = field(default_factory=dict)
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD
+    cors_origins: list[str] = field(default_factory=list)
+    #: codec weights (shipped name or checkpoint path) for tables created over HTTP
+    codec: str | None = None
+
+    @classmethod
+    def from_env(cls, db: str | Path | None = None) -> "Settings":
+        keys = {}
+        for entry in filter(None, (e.strip() for e in os.environ.get("MOSTORE_API_KEYS", "").split(","))):
+            key, _, role = entry.partition(":")
+            keys[key] = "ro" if role == "ro" else "rw"
+        origins = [o for o in os.environ.get("MOSTORE_CORS_ORIGINS", "").split(",") if o]
+        return cls(
+            db=Path(db or os.environ.get("MOSTORE_DB", "./mostore.db")),
+            api_keys=keys,
+            max_upload_bytes=int(os.environ.get("MOSTORE_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD)),
+            cors_origins=origins,
+            codec=os.environ.get("MOSTORE_CODEC") or None,
+        )
+
+
+class Metrics:
+    """Request counts and latency sums per route, in Prometheus text format."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str, int], int] = {}
+        self.seconds: dict[tuple[str, str], float] = {}
+        self.items_added = 0
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        self.seconds[(method, route)] = self.seconds.get((method, route), 0.0) + seconds
+
+    def render(self, db: mostore.Database) -> str:
+        lines = ["# TYPE mostore_http_requests_total counter"]
+        for (m, r, s), n in sorted(self.requests.items()):
+            lines.append(f'mostore_http_requests_total{{method="{m}",route="{r}",status="{s}"}} {n}')
+        lines.append("# TYPE mostore_http_request_seconds_sum counter")
+        for (m, r), t in sorted(self.seconds.items()):
+            lines.append(f'mostore_http_request_seconds_sum{{method="{m}",route="{r}"}} {t:.6f}')
+        lines.append("# TYPE mostore_items_added_total counter")
+        lines.append(f"mostore_items_added_total {self.items_added}")
+        lines.append("# TYPE mostore_table_rows gauge")
+        for name in db.table_names():
+            lines.append(f'mostore_table_rows{{table="{name}"}} {db.open_table(name).count_rows()}')
+        return "\n".join(lines) + "\n"
+
+
+def _error(exc: MostoreError) -> JSONResponse:
+    return JSONResponse({"error": type(exc).__name__, "message": str(exc)}, status_code=exc.status)
+
+
+READ_ONLY_POSTS = ("/search", "/classify")
+
+
+def create_app(settings: Settings | None = None, *, codec: mostore.Codec | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    if codec is None and settings.codec:
+        codec = mostore.Codec.load(settings.codec)
+    db = mostore.connect(settings.db, codec=codec)
+    metrics = Metrics()
+    app = FastAPI(title="mostore", version=mostore.__version__, description="A compressed-domain vector database for media.")
+    app.state.db = db
+    app.state.settings = settings
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        start = time.perf_counter()
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        try:
+            _authorise(request, settings)
+            length = request.headers.get("content-length")
+            if length is not None and (not length.isdigit() or int(length) > settings.max_upload_bytes):
+                raise ImageTooLargeError(
+                    f"request body is {length} bytes; the limit is {settings.max_upload_bytes} (MOSTORE_MAX_UPLOAD_BYTES)"
+                )
+            response = await call_next(request)
+        except MostoreError as exc:
+            response = _error(exc)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.observe(request.method, path, response.status_code, time.perf_counter() - start)
+        response.headers["x-request-id"] = request_id
+        return response
+
+    @app.exception_handler(MostoreError)
+    async def on_mostore_error(request: Request, exc: MostoreError):
+        return _error(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError):
+        detail = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}" for e in exc.errors())
+        return JSONResponse({"error": "InvalidInputError", "message": detail}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException):
+        name = {404: "NotFoundError", 405: "InvalidInputError"}.get(exc.status_code, "MostoreError")
+        return JSONResponse({"error": name, "message": str(exc.detail)}, status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def on_crash(request: Request, exc: Exception):
+        return JSONResponse({"error": "MostoreError", "message": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+    async def body_json(request: Request) -> dict:
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidInputError(f"request body is not valid JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise InvalidInputError("request body must be a JSON object")
+        return body
+
+    async def form(request: Request):
+        try:
+            return await request.form(max_files=MAX_FILES_PER_REQUEST, max_part_size=1024 * 1024)
+        except Exception as exc:
+            raise InvalidInputError(f"bad multipart body: {exc}") from exc
+
+    def table(name: str) -> mostore.Table:
+        return db.open_table(name)
+
+    @app.get("/health")
+    def health():
+        return {"status": "ok", "version": mostore.__version__}
+
+    @app.get("/tables")
+    def list_tables():
+        return {"tables": db.table_names()}
+
+    @app.post("/tables", status_code=201)
+    async def create_table(request: Request):
+        body = await body_json(request)
+        name = body.get("name")
+        quality = body.get("quality")
+        codec_name = body.get("codec")
+        if codec_name is not None and not isinstance(codec_name, str):
+            raise InvalidInputError("codec must be a string")
+        if codec_name is not None and ("/" in codec_name or "\\" in codec_name or codec_name.startswith(".")):
+            raise InvalidInputError("codec must be the name of shipped weights, not a path")
+        tbl = await run_in_threadpool(lambda: db.create_table(name, codec=codec_name, quality=quality))
+        return {"name": tbl.name, "quality": tbl.quality, "codec_id": tbl.codec.id}
+
+    @app.delete("/tables/{name}")
+    def drop_table(name: str):
+        db.drop_table(name)
+        return {"dropped": name}
+
+    @app.post("/tables/{name}/items")
+    async def add_items(name: str, request: Request):
+        tbl = table(name)
+        data = await form(request)
+        files = data.getlist("files")
+        if not files:
+            raise InvalidInputError("upload one or more files in parts named 'files'")
+        blobs = []
+        for f in files:
+            if isinstance(f, str):
+                raise InvalidInputError("'files' parts must be file uploads")
+            blobs.append(await f.read())
+        meta: Any = None
+        raw = data.get("metadata")
+        if raw is not None:
+            try:
+                meta = json.loads(raw)
+            except (ValueError, TypeError) as exc:
+                raise MetadataError(f"metadata is not valid JSON: {exc}") from exc
+            if isinstance(meta, dict) and len(blobs) == 1:
+                meta = [meta]
+        quality = data.get("quality")
+        if quality is not None:
+            if not str(quality).isdigit():
+                raise InvalidInputError("quality must be an integer")
+            quality = int(quality)
+        ids = await run_in_threadpool(lambda: tbl.add(blobs, metadata=meta, quality=quality))
+        metrics.items_added += len(ids)
+        return {"ids": ids}
+
+    @app.get("/tables/{name}/items/{item_id}")
+    def get_item(name: str, item_id: int):
+        return table(name).get(item_id)
+
+    @app.patch("/tables/{name}/items/{item_id}")
+    async def update_item(name: str, item_id: int, request: Request):
+        body = await body_json(request)
+        tbl = table(name)
+        return await run_in_threadpool(lambda: tbl.update(item_id, body.get("metadata", body)))
+
+    @app.get("/tables/{name}/items/{item_id}/image")
+    def get_image(name: str, item_id: int, format: str = "png"):
+        if format not in IMAGE_FORMATS:
+            raise InvalidInputError(f"format must be one of {sorted(IMAGE_FORMATS)}")
+        image = table(name).reconstruct(item_id)
+        buf = io.BytesIO()
+        fmt, mime = IMAGE_FORMATS[format]
+        image.save(buf, fmt, **({"quality": 95} if fmt != "PNG" else {}))
+        return Response(buf.getvalue(), media_type=mime)
+
+    @app.get("/tables/{name}/items/{item_id}/latent")
+    def get_latent(name: str, item_id: int):
+        return Response(table(name).latent_bytes(item_id), media_type="application/octet-stream")
+
+    @app.delete("/tables/{name}/items/{item_id}")
+    def delete_item(name: str, item_id: int):
+        return {"deleted": table(name).delete(item_id)}
+
+    @app.post("/tables/{name}/delete")
+    async def delete_where(name: str, request: Request):
+        body = await body_json(request)
+        tbl = table(name)
+        ids, where = body.get("ids"), body.get("where")
+        if ids is not None and not isinstance(ids, list):
+            raise InvalidInputError("ids must be a list of ints")
+        return {"deleted": await run_in_threadpool(lambda: tbl.delete(ids, where=where))}
+
+    @app.get("/tables/{name}/count")
+    def count(name: str, where: str | None = None):
+        return {"count": table(name).count_rows(where)}
+
+    @app.get("/tables/{name}/stats")
+    def stats(name: str):
+        return table(name).stats()
+
+    @app.post("/tables/{name}/reindex")
+    def reindex(name: str):
+        return table(name).reindex()
+
+    @app.post("/tables/{name}/search")
+    async def search(name: str, request: Request):
+        tbl = table(name)
+        ctype = request.headers.get("content-type", "")
+        if ctype.startswith("multipart/"):
+            data = await form(request)
+            image = data.get("image")
+            if image is None or isinstance(image, str):
+                raise InvalidInputError("multipart search needs the query image in a part named 'image'")
+            query: Any = await image.read()
+            k, where = data.get("k", q.DEFAULT_K), data.get("where")
+            if isinstance(k, str):
+                if not k.strip().lstrip("-").isdigit():
+                    raise InvalidInputError("k must be an integer")
+                k = int(k)
+        else:
+            body = await body_json(request)
+            if ("id" in body) == ("vector" in body):
+                raise InvalidInputError("search JSON needs exactly one of 'id' or 'vector'")
+            query = body["id"] if "id" in body else body["vector"]
+            if "id" in body and (isinstance(query, bool) or not isinstance(query, int)):
+                raise InvalidInputError("id must be an integer")
+            if "vector" in body and not isinstance(query, list):
+                raise InvalidInputError("vector must be a list of numbers")
+            k, where = body.get("k", q.DEFAULT_K), body.get("where")
+        if where is not None and not isinstance(where, str):
+            raise InvalidInputError("where must be a string")
+
+        def run():
+            builder = tbl.search(query).limit(k)
+            if where:
+                builder = builder.where(where)
+            return builder.to_list()
+
+        return {"hits": await run_in_threadpool(run)}
+
+    @app.get("/metrics")
+    def prometheus():
+        return PlainTextResponse(metrics.render(db), media_type="text/plain; version=0.0.4")
+
+    @app.get("/", response_class=HTMLResponse)
+    def gallery():
+        return HTMLResponse((Path(__file__).parent / "gallery.html").read_text())
+
+    return app
+
+
+def _authorise(request: Request, settings: Settings) -> None:
+    if not settings.api_keys or request.url.path in ("/health", "/", "/docs", "/openapi.json"):
+        return
+    key = request.headers.get("x-api-key") or request.query_params.get("key")  # ?key= for <img> tags
+    auth = request.headers.get("authorization", "")
+    if key is None and auth.lower().startswith("bearer "):
+        key = auth[7:].strip()
+    if not key:
+        raise AuthError("this server needs an API key (header X-API-Key or Authorization: Bearer)")
+    role = settings.api_keys.get(key)
+    if role is None:
+        raise AuthError("unknown API key")
+    writes = request.method in ("POST", "PUT", "PATCH", "DELETE") and not request.url.path.endswith(READ_ONLY_POSTS)
+    if writes and role != "rw":
+        raise ForbiddenError("this API key is read-only")
+
+
+def main() -> None:  # `python -m server.app` for a quick look; `mostore serve` is the real entry
+    import uvicorn
+
+    uvicorn.run(create_app(), host="127.0.0.1", port=8000)
+
+
+if __name__ == "__main__":
+    main()
