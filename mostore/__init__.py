@@ -4,8 +4,10 @@ Every image is coded once by a learned codec; the latent bytes are the only stor
 Search, classification and reconstruction all start from them.
 
 >>> import mostore
->>> db = mostore.connect("./photos.mostore")                 # a folder on disk
->>> db = mostore.connect("http://127.0.0.1:8000")            # the same API over HTTP
+>>> db = mostore.connect("./photos.mostore")                 # doctest: +SKIP
+>>> db = mostore.connect("http://127.0.0.1:8000")            # doctest: +SKIP
+
+The first is an embedded database (a folder on disk), the second the same API over HTTP.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ User text is never handed to the SQL engine as is. It is tokenised and parsed ag
 Columns must exist in the table; literals must fit the column's type. No functions, no
 sub-queries, no semicolons, no comments: anything else raises :class:`FilterError`.
 
->>> to_sql("label = 'cat' AND year >= 2020", {"label": "string", "year": "int"})
+>>> to_sql("label = 'cat' AND year >= 2020", {"label": "string", "year": "numeric"})
 "(label = 'cat' AND year >= 2020)"
 """
 

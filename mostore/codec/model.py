@@ -49,6 +49,7 @@ class CodecConfig:
     refine_hidden: int = 64
     hyper_hidden: int = 128
     hyper: int = 64  # Z, channels of z
+    scale_hidden: int = 64  # width of the (float64 at coding time) scale head
     # one λ per quality level (loss = λ·MSE on 0..255 + bpp, as CompressAI)
     lambdas: tuple[float, ...] = field(default=(0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483))
     default_quality: int = 4
@@ -73,7 +74,7 @@ class CodecModel(nn.Module):
         self.analysis = Analysis(c.levels, c.latent, c.enc_hidden)
         self.synthesis = Synthesis(c.levels, c.latent, c.dec_hidden, c.refine_hidden)
         self.hyper_analysis = HyperAnalysis(c.latent, c.hyper_hidden, c.hyper)
-        self.hyper_synthesis = HyperSynthesis(c.latent, c.hyper_hidden, c.hyper)
+        self.hyper_synthesis = HyperSynthesis(c.latent, c.hyper_hidden, c.hyper, c.scale_hidden)
         self.density = entropy.FactorizedDensity(c.hyper)
         # initial step sizes follow λ: Δ ∝ λ^-1/2 (high-rate theory), Δ=1 at the middle level
         mid = c.lambdas[len(c.lambdas) // 2]
@@ -203,8 +204,8 @@ class Codec:
         self.id = codec_id
         self.quality = self._check_quality(quality or self.config.default_quality)
         self._z_pmf = z_pmf
-        # the path that sets the coder's scales runs in float64 with batch 1 on both sides
-        self._hyper64 = copy.deepcopy(model.hyper_synthesis).double().eval()
+        # the head that sets the coder's scales runs in float64 with batch 1 on both sides
+        self._scale64 = copy.deepcopy(model.hyper_synthesis.scale).double().eval()
         self._gain64 = model.log_gain.detach().double().exp()
         self._inv_gain64 = model.log_inv_gain.detach().double().exp()
 
@@ -245,10 +246,11 @@ class Codec:
     def stride(self) -> int:
         return 2**self.config.levels
 
-    # the hyper path: z symbols -> (mean·g, scale indexes) in float64
+    # the hyper path: z symbols -> (mean·g, scale indexes); scales in float64
     def _hyper(self, z_sym: torch.Tensor, q: int) -> tuple[torch.Tensor, np.ndarray]:
         with torch.inference_mode():
-            mean, log_scale = self._hyper64(z_sym.double())
+            mean = self.model.hyper_synthesis.mean(z_sym.float()).double()
+            log_scale = self._scale64(z_sym.double()).clamp(-6.0, 8.0)
         g = self._gain64[q - 1][None, :, None, None]
         return mean * g, entropy.scale_indexes((log_scale.exp() * g).numpy())
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from mostore.codec import wavelet
 
@@ -37,6 +38,7 @@ class Analysis(nn.Module):
         super().__init__()
         self.levels = levels
         coeffs = 3 * 4**levels
+        self._fused: tuple | None = None
         self.linear = nn.Conv2d(coeffs, latent, 1)
         self.residual = _zero_last(
             nn.Sequential(
@@ -53,8 +55,37 @@ class Analysis(nn.Module):
         return wavelet.packet((x - PIXEL_SHIFT) / PIXEL_SCALE, self.levels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training and not torch.is_grad_enabled():
+            return self._fused_forward(x)
         c = self.coefficients(x)
         return self.linear(c) + self.residual(c * 0.125)  # (B, M, H/16, W/16)
+
+    def _fused_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference: the wavelet, the scaling and both 1x1 input layers folded into one
+        stride-2^J convolution on pixels (the same linear map, a third of the work)."""
+        if self._fused is None:
+            self._fused = self._fold()
+        weight, bias, latent = self._fused
+        h = F.conv2d(x, weight, bias, stride=2**self.levels)  # (B, M + hidden, H/16, W/16)
+        y_lin, r = h[:, :latent], h[:, latent:]
+        return y_lin + self.residual[1:](r)
+
+    def train(self, mode: bool = True):
+        self._fused = None  # weights may change: fold again when next needed
+        return super().train(mode)
+
+    @torch.no_grad()
+    def _fold(self):
+        s = 2**self.levels
+        n = 3 * s * s
+        # the packet transform of unit impulses gives the (affine) pixel -> coefficient map
+        basis = wavelet.packet(torch.eye(n).view(n, 3, s, s) / PIXEL_SCALE, self.levels).view(n, n).t()  # (coeff, pixel)
+        offset = wavelet.packet(torch.full((1, 3, s, s), -PIXEL_SHIFT / PIXEL_SCALE), self.levels).view(n)
+        lin_w = self.linear.weight.view(self.linear.out_channels, n)
+        res_w = self.residual[0].weight.view(self.residual[0].out_channels, n) * 0.125
+        weight = torch.cat([lin_w @ basis, res_w @ basis]).view(-1, 3, s, s)
+        bias = torch.cat([self.linear.bias + lin_w @ offset, self.residual[0].bias + res_w @ offset])
+        return weight.contiguous(), bias.contiguous(), self.linear.out_channels
 
 
 class Synthesis(nn.Module):
@@ -108,19 +139,30 @@ class HyperAnalysis(nn.Module):
 
 
 class HyperSynthesis(nn.Module):
-    """z_hat -> (mean, log-scale) of y, both (B, M, H/16, W/16), in the un-gained domain."""
+    """z_hat -> (mean, log-scale) of y, both (B, M, H/16, W/16), in the un-gained domain.
 
-    def __init__(self, latent: int, hidden: int, hyper: int):
+    Two heads: the mean head may run in float32 (a last-bit difference between encoder and
+    decoder only nudges a reconstruction); the scale head decides the entropy coder's tables,
+    which must match bit for bit, so it is kept small and run in float64 at coding time.
+    """
+
+    def __init__(self, latent: int, hidden: int, hyper: int, scale_hidden: int = 64):
         super().__init__()
         wide = hidden * 3 // 2
-        self.net = nn.Sequential(
+        self.mean = nn.Sequential(
             nn.ConvTranspose2d(hyper, hidden, 4, stride=2, padding=1),
             nn.GELU(),
             nn.ConvTranspose2d(hidden, wide, 4, stride=2, padding=1),
             nn.GELU(),
-            nn.Conv2d(wide, 2 * latent, 1),
+            nn.Conv2d(wide, latent, 1),
+        )
+        self.scale = nn.Sequential(
+            nn.ConvTranspose2d(hyper, scale_hidden, 4, stride=2, padding=1),
+            nn.GELU(),
+            nn.ConvTranspose2d(scale_hidden, scale_hidden, 4, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(scale_hidden, latent, 1),
         )
 
     def forward(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_scale = self.net(z_hat).chunk(2, dim=1)
-        return mean, log_scale.clamp(-6.0, 8.0)
+        return self.mean(z_hat), self.scale(z_hat).clamp(-6.0, 8.0)
