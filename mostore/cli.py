@@ -109,6 +109,29 @@ def cmd_reindex(args) -> int:
     return 0
 
 
+def cmd_fit_classifier(args) -> int:
+    table = _connect(args).open_table(args.table)
+    info = table.fit_classifier(args.name, args.label, epochs=args.epochs)
+    acc = "n/a" if info["val_accuracy"] is None else f"{info['val_accuracy']:.3f}"
+    _print(args, info, f"classifier {info['name']!r}: {len(info['classes'])} classes, {info['n_train']} train /"
+           f" {info['n_val']} validation items, validation accuracy {acc}")
+    return 0
+
+
+def cmd_classify(args) -> int:
+    table = _connect(args).open_table(args.table)
+    if args.all:
+        result = table.classify_all(args.classifier)
+        _print(args, result, f"wrote predictions to column {result['column']!r}: {result['counts']}")
+        return 0
+    if args.query is None:
+        raise SystemExit("mostore classify: give an image path or an item id, or --all")
+    query = int(args.query) if args.query.isdigit() and not Path(args.query).exists() else args.query
+    result = table.classify(query, classifier=args.classifier)
+    _print(args, result, f"{result['label']} ({result['score']:.3f})")
+    return 0
+
+
 def cmd_serve(args) -> int:
     import uvicorn
 
@@ -191,6 +214,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("reindex", cmd_reindex, "rebuild a table's vector index from its stored latents")
     db_args(sp)
+
+    sp = add("fit-classifier", cmd_fit_classifier, "train a classifier on the stored latents of labelled items")
+    sp.add_argument("name", help="classifier name")
+    db_args(sp)
+    sp.add_argument("--label", default="label", help="metadata column holding the labels (default: label)")
+    sp.add_argument("--epochs", type=int, default=30, help="training epochs")
+
+    sp = add("classify", cmd_classify, "classify an image or a stored item from its latents")
+    sp.add_argument("query", nargs="?", default=None, help="an image path or a stored item id")
+    db_args(sp)
+    sp.add_argument("--classifier", "-c", required=True, help="classifier name")
+    sp.add_argument("--all", action="store_true", help="classify every item, writing <classifier>_pred")
 
     sp = add("serve", cmd_serve, "run the HTTP API and web gallery (uvicorn)")
     sp.add_argument("--db", default="mostore.db", help="database folder")

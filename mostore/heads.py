@@ -54,3 +54,72 @@ class PooledEmbedding:
         if not latents:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([self(y) for y in latents])
+
+
+# ---- classification from latents ---------------------------------------------------------
+
+#: latents are resampled to this grid before the classifier (224 px images give 14x14)
+CLASSIFIER_GRID = 14
+
+
+class LatentClassifier(torch.nn.Module):
+    """A small CNN over ŷ: no synthesis transform, no pixels.
+
+    ŷ (B, M, h, w) ─► resample to 14×14 ─► per-channel scale ─► 1×1 conv ─► 3×3 conv ─► 3×3/2 conv
+      ─► global mean ‖ max pool ─► linear ─► class logits
+    """
+
+    def __init__(self, latent_channels: int, classes: int, width: int = 96):
+        super().__init__()
+        nn = torch.nn
+        self.register_buffer("channel_scale", torch.ones(latent_channels))
+        self.body = nn.Sequential(
+            nn.Conv2d(latent_channels, width, 1),
+            nn.GELU(),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(width, width, 3, stride=2, padding=1),
+            nn.GELU(),
+        )
+        self.dropout = nn.Dropout(0.2)
+        self.head = nn.Linear(2 * width, classes)
+
+    @staticmethod
+    def prepare(latents: torch.Tensor) -> torch.Tensor:
+        """(1|B, M, h, w) of any size -> (B, M, 14, 14)."""
+        y = latents if latents.dim() == 4 else latents[None]
+        return F.interpolate(y.float(), size=(CLASSIFIER_GRID, CLASSIFIER_GRID), mode="bilinear", align_corners=False)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        h = self.body(y / self.channel_scale[None, :, None, None])
+        pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
+        return self.head(self.dropout(pooled))
+
+
+def fit_latent_classifier(
+    latents: torch.Tensor, targets: torch.Tensor, classes: int, *, epochs: int, seed: int = 0,
+    val_latents: torch.Tensor | None = None, val_targets: torch.Tensor | None = None,
+) -> tuple[LatentClassifier, float | None]:
+    """Train on prepared latents (N, M, 14, 14); returns the model and validation accuracy."""
+    torch.manual_seed(seed)
+    model = LatentClassifier(latents.shape[1], classes)
+    model.channel_scale.copy_(latents.std(dim=(0, 2, 3)).clamp(min=1e-3))
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
+    steps_per_epoch = max(1, -(-len(latents) // 64))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=epochs * steps_per_epoch)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        model.train()
+        for batch in torch.randperm(len(latents), generator=gen).split(64):
+            loss = F.cross_entropy(model(latents[batch]), targets[batch], label_smoothing=0.1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    model.eval()
+    accuracy = None
+    if val_latents is not None and len(val_latents):
+        with torch.no_grad():
+            pred = torch.cat([model(b).argmax(1) for b in val_latents.split(256)])
+        accuracy = float((pred == val_targets).float().mean())
+    return model, accuracy

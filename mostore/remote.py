@@ -166,6 +166,22 @@ class RemoteTable:
     def search(self, query) -> "RemoteQuery":
         return RemoteQuery(self, query)
 
+    def fit_classifier(self, name: str, label: str = "label", **kwargs) -> dict:
+        return self._c.json("POST", f"/tables/{self.name}/classifiers", json={"name": name, "label": label, **kwargs})
+
+    def classifiers(self) -> list[dict]:
+        return self._c.json("GET", f"/tables/{self.name}/classifiers")["classifiers"]
+
+    def classify(self, item, classifier: str) -> dict:
+        path = f"/tables/{self.name}/classify"
+        if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+            return self._c.json("POST", path, json={"id": int(item), "classifier": classifier})
+        files = {"image": ("image", _image_bytes(item), "application/octet-stream")}
+        return self._c.json("POST", path, files=files, data={"classifier": classifier})
+
+    def classify_all(self, classifier: str, column: str | None = None) -> dict:
+        return self._c.json("POST", f"/tables/{self.name}/classify_all", json={"classifier": classifier, "column": column})
+
 
 def _id(item_id: Any) -> int:
     from mostore.store import check_id

@@ -24,6 +24,7 @@ metadata key (created on first use, typed from the values).
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import json
 import os
@@ -31,6 +32,7 @@ import re
 import shutil
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -53,13 +55,17 @@ from mostore.errors import (
     MostoreError,
     NotFoundError,
 )
-from mostore.heads import PooledEmbedding
+from mostore.heads import LatentClassifier, PooledEmbedding, fit_latent_classifier
 from mostore.index import IndexConfig, IndexMeta, VectorIndex
 
 TABLE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
 SIDE = "_mostore"
 #: rows decoded per batch when the index catches up with the table
 SYNC_BATCH = 256
+#: indexes smaller than this are written after every change; larger ones at most every interval
+INDEX_SAVE_ALWAYS_BYTES = 32 * 1024 * 1024
+INDEX_SAVE_INTERVAL_S = 30.0
+DEFAULT_CLASSIFIER_EPOCHS = 30
 COMMIT_RETRIES = 8
 
 _BASE_FIELDS = [
@@ -142,8 +148,14 @@ class Database:
         return self._codecs[name]
 
     def table_names(self) -> list[str]:
-        names = self._db.list_tables()
-        names = getattr(names, "tables", names)
+        names: list[str] = []
+        token = None
+        while True:  # the listing may come in pages
+            page = self._db.list_tables(page_token=token)
+            names += list(page.tables)
+            token = page.page_token
+            if not token:
+                break
         return sorted(n for n in names if (self.path / SIDE / n / "table.json").is_file())
 
     def create_table(
@@ -210,7 +222,11 @@ class Table:
         self.index_config = db.index_config
         self._index: VectorIndex | None = None
         self._index_version = -1
+        self._index_saved_at = 0.0
+        self._classifiers: dict[str, tuple] = {}
+        self._index_dirty = False
         self._lock = threading.RLock()
+        atexit.register(_flush_at_exit, weakref.ref(self))
 
     def __repr__(self) -> str:
         return f"mostore.Table({self.name!r}, rows={self.count_rows()})"
@@ -381,7 +397,7 @@ class Table:
             before = self.version
             _retry(lambda: self._lt.add(batch), "add")
             index.add(np.asarray(ids), np.stack(vecs))
-            self._save_index(index, self._version_after(before))
+            self._save_index(index, self._version_after(before), force=False)
         return ids
 
     def _version_after(self, before: int) -> int:
@@ -471,7 +487,7 @@ class Table:
             before = self.version
             _retry(lambda: self._lt.delete(sql), "delete")
             index.remove(doomed)
-            self._save_index(index, self._version_after(before))
+            self._save_index(index, self._version_after(before), force=False)
         return int(len(doomed))
 
     def update(self, item_id: int, metadata: dict) -> dict:
@@ -490,9 +506,24 @@ class Table:
 
     # ---- the index -----------------------------------------------------------------------
 
-    def _save_index(self, index: VectorIndex, version: int) -> None:
+    def _save_index(self, index: VectorIndex, version: int, *, force: bool = True) -> None:
+        """Keep ``index`` as covering ``version``; write it out (throttled for large indexes).
+
+        The index is derived data: a stale file on disk only means a catch-up on next open."""
         self._index, self._index_version = index, version
-        index.save(self._side / "index", IndexMeta(version, self.embedder.id, len(index), index.kind))
+        small = len(index) * self.embedder.dim * 4 < INDEX_SAVE_ALWAYS_BYTES
+        if force or small or time.monotonic() - self._index_saved_at > INDEX_SAVE_INTERVAL_S:
+            index.save(self._side / "index", IndexMeta(version, self.embedder.id, len(index), index.kind))
+            self._index_saved_at = time.monotonic()
+            self._index_dirty = False
+        else:
+            self._index_dirty = True
+
+    def flush(self) -> None:
+        """Write the index out now if writes since the last save were throttled."""
+        with self._lock:
+            if self._index is not None and self._index_dirty:
+                self._save_index(self._index, self._index_version)
 
     def _sync_index(self) -> VectorIndex:
         """Bring the index in line with the table (load, catch up, or rebuild); return it."""
@@ -561,6 +592,120 @@ class Table:
             scores, ids = index.search(vector[None], k, allowed)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
+    # ---- classification from latents -----------------------------------------------------
+
+    def fit_classifier(self, name: str, label: str = "label", *, epochs: int = DEFAULT_CLASSIFIER_EPOCHS,
+                       val_fraction: float = 0.2, seed: int = 0) -> dict:
+        """Train a classifier on the stored latents of the rows where ``label`` is set.
+
+        Entropy decoding only (never the pixel decoder); a seeded ``val_fraction`` of the rows is
+        held out and the accuracy on it is reported. Saved with the table under ``name``.
+        """
+        check_table_name(name)
+        if label not in self.metadata_columns():
+            raise InvalidInputError(f"no metadata column {label!r}; columns: {self.metadata_columns()}")
+        if not 0.0 <= val_fraction < 1.0:
+            raise InvalidInputError("val_fraction must be in [0, 1)")
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= 1000:
+            raise InvalidInputError("epochs must be an int in 1..1000")
+        ids = self._scan(["id", label], f"{label} IS NOT NULL")
+        values = [str(v) for v in ids[label].to_pylist()]
+        classes = sorted(set(values))
+        counts = {c: values.count(c) for c in classes}
+        if len(classes) < 2 or min(counts.values()) < 2:
+            raise InvalidInputError(
+                f"a classifier needs at least 2 classes with 2 labelled items each; {label!r} has {counts}"
+            )
+        lat, tgt = [], []
+        index = {c: i for i, c in enumerate(classes)}
+        for start in range(0, len(values), SYNC_BATCH):
+            chunk = ids["id"].to_pylist()[start : start + SYNC_BATCH]
+            rows = self._rows(chunk, ["id", "latent"])
+            for item_id, value in zip(chunk, values[start : start + SYNC_BATCH]):
+                try:
+                    y = self.codec.latents(rows[item_id]["latent"])
+                except (KeyError, CorruptBitstreamError, CodecMismatchError):
+                    continue
+                lat.append(LatentClassifier.prepare(y)[0].half())
+                tgt.append(index[value])
+        x, t = torch.stack(lat).float(), torch.tensor(tgt)
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+        n_val = int(len(x) * val_fraction) if len(x) >= 10 else 0
+        val, train = order[:n_val], order[n_val:]
+        model, accuracy = fit_latent_classifier(
+            x[train], t[train], len(classes), epochs=epochs, seed=seed, val_latents=x[val], val_targets=t[val]
+        )
+        info = {"name": name, "label": label, "classes": classes, "val_accuracy": accuracy,
+                "n_train": int(len(train)), "n_val": int(len(val)), "epochs": epochs, "codec_id": self.codec.id}
+        folder = self._side / "classifiers"
+        folder.mkdir(exist_ok=True)
+        tmp = folder / f"{name}.pt.tmp"
+        torch.save({"info": info, "state": model.state_dict()}, tmp)
+        os.replace(tmp, folder / f"{name}.pt")
+        self._classifiers.pop(name, None)
+        return info
+
+    def classifiers(self) -> list[dict]:
+        folder = self._side / "classifiers"
+        return [self._classifier(p.stem)[1] for p in sorted(folder.glob("*.pt"))] if folder.is_dir() else []
+
+    def _classifier(self, name: str) -> tuple[LatentClassifier, dict]:
+        if not isinstance(name, str) or not TABLE_NAME.match(name):
+            raise InvalidInputError(f"classifier name {name!r} is not allowed")
+        if name not in self._classifiers:
+            path = self._side / "classifiers" / f"{name}.pt"
+            if not path.is_file():
+                known = [p.stem for p in (self._side / "classifiers").glob("*.pt")]
+                raise NotFoundError(f"no classifier {name!r} in table {self.name!r}; classifiers: {known}")
+            blob = torch.load(path, map_location="cpu", weights_only=False)
+            info = blob["info"]
+            if info["codec_id"] != self.codec.id:
+                raise CodecMismatchError(f"classifier {name!r} was trained on latents of codec {info['codec_id']}")
+            model = LatentClassifier(self.codec.config.latent, len(info["classes"]))
+            model.load_state_dict(blob["state"])
+            self._classifiers[name] = (model.eval(), info)
+        return self._classifiers[name]
+
+    def classify(self, item, classifier: str) -> dict:
+        """Label and per-class probabilities of a stored id or an image, from latents only."""
+        model, info = self._classifier(classifier)
+        if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+            y = self.latents(int(item))
+        else:
+            y = self.codec.encode_with_latents(data.load_image(item), self.quality)[1]
+        with torch.no_grad():
+            probs = torch.softmax(model(LatentClassifier.prepare(y)), dim=1)[0]
+        best = int(probs.argmax())
+        return {"label": info["classes"][best], "score": float(probs[best]), "classifier": classifier,
+                "scores": {c: float(p) for c, p in zip(info["classes"], probs)}}
+
+    def classify_all(self, classifier: str, column: str | None = None) -> dict:
+        """Predict every row and write the labels to ``column`` (default ``<classifier>_pred``)."""
+        model, info = self._classifier(classifier)
+        column = column or f"{classifier}_pred"
+        data.check_metadata({column: "x"})
+        if column == info["label"]:
+            raise InvalidInputError("classify_all would overwrite the label column it was trained on")
+        by_class: dict[str, list[int]] = {}
+        all_ids = self._scan(["id"])["id"].to_pylist()
+        for start in range(0, len(all_ids), SYNC_BATCH):
+            rows = self._rows(all_ids[start : start + SYNC_BATCH], ["id", "latent"])
+            for item_id, row in rows.items():
+                try:
+                    y = self.codec.latents(row["latent"])
+                except (CorruptBitstreamError, CodecMismatchError):
+                    continue
+                with torch.no_grad():
+                    pred = info["classes"][int(model(LatentClassifier.prepare(y)).argmax())]
+                by_class.setdefault(pred, []).append(item_id)
+        with self._lock:
+            self._add_columns(self._check_types([{column: "x"}]))
+            for label, ids in by_class.items():
+                for start in range(0, len(ids), 1000):
+                    where = f"id IN ({', '.join(map(str, ids[start:start + 1000]))})"
+                    _retry(lambda: self._lt.update(where=where, values={column: label}), "classify_all")
+        return {"column": column, "counts": {k: len(v) for k, v in sorted(by_class.items())}}
+
     def describe_hits(self, hits: list[tuple[int, float]]) -> list[dict]:
         cols = ["id"] + self.metadata_columns()
         rows = self._rows([h[0] for h in hits], cols)
@@ -572,6 +717,15 @@ class Table:
             meta = {k: row[k] for k in cols[1:] if row.get(k) is not None}
             out.append({"id": item_id, "score": score, "metadata": meta})
         return out
+
+
+def _flush_at_exit(ref: "weakref.ref[Table]") -> None:
+    table = ref()
+    if table is not None:
+        try:
+            table.flush()
+        except Exception:  # the folder may be gone; the index is rebuilt from the table anyway
+            pass
 
 
 def _arrow_type(value: Any) -> pa.DataType:

@@ -98,7 +98,7 @@ def _error(exc: MostoreError) -> JSONResponse:
     return JSONResponse({"error": type(exc).__name__, "message": str(exc)}, status_code=exc.status)
 
 
-READ_ONLY_POSTS = ("/search", "/classify")
+READ_ONLY_POSTS = ("/search", "/classify")  # POSTs that only read
 
 
 def create_app(settings: Settings | None = None, *, codec: mostore.Codec | None = None) -> FastAPI:
@@ -309,6 +309,43 @@ def create_app(settings: Settings | None = None, *, codec: mostore.Codec | None 
             return builder.to_list()
 
         return {"hits": await run_in_threadpool(run)}
+
+    @app.get("/tables/{name}/classifiers")
+    def list_classifiers(name: str):
+        return {"classifiers": table(name).classifiers()}
+
+    @app.post("/tables/{name}/classifiers", status_code=201)
+    async def fit_classifier(name: str, request: Request):
+        body = await body_json(request)
+        tbl = table(name)
+        kwargs = {k: body[k] for k in ("epochs", "val_fraction", "seed") if k in body}
+        clf_name, label = body.get("name"), body.get("label", "label")
+        if not isinstance(label, str):
+            raise InvalidInputError("label must be a column name")
+        return await run_in_threadpool(lambda: tbl.fit_classifier(clf_name, label, **kwargs))
+
+    @app.post("/tables/{name}/classify")
+    async def classify(name: str, request: Request):
+        tbl = table(name)
+        if request.headers.get("content-type", "").startswith("multipart/"):
+            data = await form(request)
+            image = data.get("image")
+            if image is None or isinstance(image, str):
+                raise InvalidInputError("multipart classify needs the image in a part named 'image'")
+            item: Any = await image.read()
+            classifier = data.get("classifier")
+        else:
+            body = await body_json(request)
+            item, classifier = body.get("id"), body.get("classifier")
+            if isinstance(item, bool) or not isinstance(item, int):
+                raise InvalidInputError("classify JSON needs an integer 'id' (or send a multipart 'image')")
+        return await run_in_threadpool(lambda: tbl.classify(item, classifier=classifier))
+
+    @app.post("/tables/{name}/classify_all")
+    async def classify_all(name: str, request: Request):
+        body = await body_json(request)
+        tbl = table(name)
+        return await run_in_threadpool(lambda: tbl.classify_all(body.get("classifier"), body.get("column")))
 
     @app.get("/metrics")
     def prometheus():

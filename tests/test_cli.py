@@ -13,7 +13,8 @@ from PIL import Image
 from conftest import ROOT, natural_image
 from mostore import cli
 
-COMMANDS = ["ingest", "search", "reconstruct", "info", "delete", "reindex", "serve", "demo", "train"]
+COMMANDS = ["ingest", "search", "reconstruct", "info", "delete", "reindex", "serve", "demo", "train",
+            "fit-classifier", "classify"]
 
 
 def run(*args, env=None):
