@@ -188,11 +188,19 @@ class Database:
             if name not in self.table_names():
                 raise NotFoundError(f"no table {name!r} in {self.path}; tables: {self.table_names()}")
             info = json.loads((side / "table.json").read_text())
-            codec = self._codec(info["codec"])
-            if codec.id != info["codec_id"]:
+            try:
+                codec = self._codec(info["codec"])
+            except NotFoundError:
+                codec = None
+            if codec is None or codec.id != info["codec_id"]:
+                # the weights under that name changed (a newer default): find the table's own by id
+                codec = next((c for c in self._codecs.values() if c.id == info["codec_id"]), None) or Codec.find(
+                    info["codec_id"]
+                ) or codec
+            if codec is None or codec.id != info["codec_id"]:
                 raise CodecMismatchError(
-                    f"table {name!r} was made with codec {info['codec_id']} ({info['codec']}); the codec"
-                    f" loaded under that name is {codec.id}: decoding with it would be wrong"
+                    f"table {name!r} was made with codec {info['codec_id']} ({info['codec']}); no weights with"
+                    " that id are available here, and decoding with other weights would be wrong"
                 )
             table = Table(self, name, self._db.open_table(name), codec, int(info["quality"]), side)
             self._tables[name] = table

@@ -163,3 +163,22 @@ def test_stats(db, images):
     s = tbl.stats()
     assert s["rows"] == 3 and s["index_count"] == 3 and s["index_kind"] == "flat"
     assert s["latent_bytes"] > 0 and 0 < s["bpp"] < 24 and len(s["codec_id"]) == 16
+
+
+def test_table_refuses_other_weights(tmp_path, tiny_codec_path, images):
+    import shutil
+
+    from conftest import make_tiny_model
+    from mostore.codec.model import Codec, save_checkpoint
+
+    weights = tmp_path / "w.pt"
+    shutil.copy(tiny_codec_path, weights)
+    db = mostore.connect(tmp_path / "db")
+    tbl = db.create_table("t", codec=Codec.from_checkpoint(weights))
+    tbl.add(images[:2])
+    save_checkpoint(make_tiny_model(seed=5), weights)  # other weights under the same name
+    with pytest.raises(mostore.CodecMismatchError):
+        mostore.connect(tmp_path / "db").open_table("t")
+    # given the right codec explicitly, the table opens and decodes
+    again = mostore.connect(tmp_path / "db", codec=Codec.from_checkpoint(tiny_codec_path))
+    assert again.open_table("t").reconstruct(1).size == (48, 40)

@@ -222,6 +222,14 @@ class Codec:
         return cls.from_checkpoint(path, quality, name=str(name))
 
     @classmethod
+    def find(cls, codec_id: str, quality: int | None = None) -> "Codec | None":
+        """The shipped weights whose id is ``codec_id`` (older defaults are kept by id), if any."""
+        for path in sorted(WEIGHTS_DIR.glob("*.pt")):
+            if weights_id(path) == codec_id:
+                return cls.from_checkpoint(path, quality, name=path.stem)
+        return None
+
+    @classmethod
     def from_checkpoint(cls, path: Path, quality: int | None = None, name: str | None = None) -> "Codec":
         model, pmf = load_model(path)
         return cls(model, pmf, weights_id(path), quality, name=name or str(Path(path).resolve()))
