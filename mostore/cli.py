@@ -8,7 +8,8 @@
     mostore demo
 
 ``--db`` takes a folder or an ``http://`` URL of a running server. Exit codes: 0 ok,
-1 a mostore error (message on stderr), 2 bad command line, 3 some files were skipped.
+1 a mostore error (message on stderr), 2 bad command line, 3 some files were skipped,
+4 ``check`` found problems.
 """
 
 from __future__ import annotations
@@ -132,6 +133,24 @@ def cmd_classify(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    report = _connect(args).open_table(args.table).check()
+    text = (f"{report['rows']} rows, {len(report['damaged'])} damaged, index {report['index_count']} "
+            f"(missing {report['index_missing']}, extra {report['index_extra']}): {'ok' if report['ok'] else 'PROBLEMS'}")
+    for d in report["damaged"]:
+        text += f"\n  item {d['id']}: {d['error']}: {d['message']}"
+    _print(args, report, text)
+    return 0 if report["ok"] else 4
+
+
+def cmd_optimize(args) -> int:
+    from datetime import timedelta
+
+    result = _connect(args).open_table(args.table).optimize(keep_versions_for=timedelta(hours=args.keep_hours))
+    _print(args, result, f"fragments {result['fragments_before']} -> {result['fragments_after']}, version {result['version']}")
+    return 0
+
+
 def cmd_serve(args) -> int:
     import uvicorn
 
@@ -214,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("reindex", cmd_reindex, "rebuild a table's vector index from its stored latents")
     db_args(sp)
+
+    sp = add("check", cmd_check, "verify every stored bitstream and the index (exit 4 on problems)")
+    db_args(sp)
+
+    sp = add("optimize", cmd_optimize, "compact the table's files and drop old versions")
+    db_args(sp)
+    sp.add_argument("--keep-hours", type=float, default=24 * 7, help="keep versions newer than this (default 7 days)")
 
     sp = add("fit-classifier", cmd_fit_classifier, "train a classifier on the stored latents of labelled items")
     sp.add_argument("name", help="classifier name")

@@ -160,6 +160,13 @@ class RemoteTable:
     def stats(self) -> dict:
         return self._c.json("GET", f"/tables/{self.name}/stats")
 
+    def check(self) -> dict:
+        return self._c.json("GET", f"/tables/{self.name}/check")
+
+    def optimize(self, *, keep_versions_for=None) -> dict:
+        params = {"keep_hours": keep_versions_for.total_seconds() / 3600} if keep_versions_for is not None else {}
+        return self._c.json("POST", f"/tables/{self.name}/optimize", params=params)
+
     def reindex(self) -> dict:
         return self._c.json("POST", f"/tables/{self.name}/reindex")
 

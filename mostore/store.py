@@ -371,7 +371,7 @@ class Table:
             raise MetadataError(f"{len(items)} items but {len(metadata)} metadata entries")
         metas = [data.check_metadata(m) for m in metadata]
         q = self.codec._check_quality(quality) if quality is not None else self.quality
-        new_types = self._check_types(metas)
+        self._check_types(metas)  # fail fast, before any encoding
         if not items:
             return []
         blobs, vecs, sizes, modes = [], [], [], []
@@ -383,7 +383,7 @@ class Table:
             sizes.append((image.width, image.height))
             modes.append(self.codec.header(blob).mode)
         with self._lock:
-            self._add_columns(new_types)
+            self._add_columns(self._check_types(metas))  # again: another writer may have added columns
             ids = self._allocate_ids(len(items))
             now = datetime.now(timezone.utc)
             columns: dict[str, pa.Array] = {
@@ -399,7 +399,8 @@ class Table:
             }
             schema = {f.name: f.type for f in self._lt.schema}
             for key in sorted({k for m in metas for k in m}):
-                columns[key] = pa.array([m.get(key) for m in metas], schema[key])
+                if key in schema:  # a key with only None values and no column yet stays absent
+                    columns[key] = pa.array([m.get(key) for m in metas], schema[key])
             batch = pa.table(columns)
             index = self._sync_index()
             before = self.version
@@ -599,6 +600,47 @@ class Table:
                     return []
             scores, ids = index.search(vector[None], k, allowed)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    # ---- maintenance -----------------------------------------------------------------------
+
+    def check(self) -> dict:
+        """Verify every stored bitstream (structure, checksum, codec) and the index's agreement.
+
+        Reads latents in batches; returns counts and the ids of damaged rows."""
+        damaged: list[dict] = []
+        all_ids = self._scan(["id"])["id"].to_numpy()
+        for start in range(0, len(all_ids), SYNC_BATCH):
+            rows = self._rows(all_ids[start : start + SYNC_BATCH].tolist(), ["id", "latent"])
+            for item_id, row in rows.items():
+                try:
+                    self._checked(row["latent"], item_id)
+                except (CorruptBitstreamError, CodecMismatchError) as exc:
+                    damaged.append({"id": item_id, "error": type(exc).__name__, "message": str(exc)})
+        index = self._sync_index()
+        held = index.ids()
+        bad = {d["id"] for d in damaged}
+        expected = np.setdiff1d(all_ids, np.fromiter(bad, np.int64, len(bad)))
+        return {
+            "rows": int(len(all_ids)),
+            "damaged": damaged,
+            "index_count": len(index),
+            "index_missing": int(len(np.setdiff1d(expected, held))),
+            "index_extra": int(len(np.setdiff1d(held, all_ids))),
+            "ok": not damaged and len(np.setdiff1d(expected, held)) == 0 and len(np.setdiff1d(held, all_ids)) == 0,
+        }
+
+    def optimize(self, *, keep_versions_for: timedelta = timedelta(days=7)) -> dict:
+        """Compact small Lance fragments and drop versions older than ``keep_versions_for``.
+
+        Readers of the latest version are unaffected; readers pinned to a pruned version are not,
+        so keep a margin when other processes read old versions."""
+        with self._lock:
+            before = self._lt.stats()
+            _retry(lambda: self._lt.optimize(cleanup_older_than=keep_versions_for), "optimize")
+            after = self._lt.stats()
+            self._sync_index()
+        frag = lambda st: getattr(getattr(st, "fragment_stats", None), "num_fragments", None)  # noqa: E731
+        return {"fragments_before": frag(before), "fragments_after": frag(after), "version": self.version}
 
     # ---- classification from latents -----------------------------------------------------
 

@@ -270,6 +270,18 @@ def create_app(settings: Settings | None = None, *, codec: mostore.Codec | None 
     def stats(name: str):
         return table(name).stats()
 
+    @app.get("/tables/{name}/check")
+    def check(name: str):
+        return table(name).check()
+
+    @app.post("/tables/{name}/optimize")
+    def optimize(name: str, keep_hours: float = 24 * 7):
+        from datetime import timedelta
+
+        if not 0 <= keep_hours <= 24 * 365 * 100:
+            raise InvalidInputError("keep_hours must be between 0 and 876000")
+        return table(name).optimize(keep_versions_for=timedelta(hours=keep_hours))
+
     @app.post("/tables/{name}/reindex")
     def reindex(name: str):
         return table(name).reindex()

@@ -14,7 +14,7 @@ from conftest import ROOT, natural_image
 from mostore import cli
 
 COMMANDS = ["ingest", "search", "reconstruct", "info", "delete", "reindex", "serve", "demo", "train",
-            "fit-classifier", "classify"]
+            "fit-classifier", "classify", "check", "optimize"]
 
 
 def run(*args, env=None):

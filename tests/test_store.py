@@ -160,6 +160,9 @@ def test_update_metadata(db, images):
 def test_stats(db, images):
     tbl = db.create_table("st")
     tbl.add(images[:3])
+    report = tbl.check()
+    assert report["ok"] and report["rows"] == 3 and report["damaged"] == []
+    assert tbl.optimize()["version"] >= 1
     s = tbl.stats()
     assert s["rows"] == 3 and s["index_count"] == 3 and s["index_kind"] == "flat"
     assert s["latent_bytes"] > 0 and 0 < s["bpp"] < 24 and len(s["codec_id"]) == 16
@@ -182,3 +185,44 @@ def test_table_refuses_other_weights(tmp_path, tiny_codec_path, images):
     # given the right codec explicitly, the table opens and decodes
     again = mostore.connect(tmp_path / "db", codec=Codec.from_checkpoint(tiny_codec_path))
     assert again.open_table("t").reconstruct(1).size == (48, 40)
+
+
+def test_null_only_metadata_key(db, images):
+    tbl = db.create_table("n")
+    assert tbl.add([images[0]], metadata=[{"x": None, "label": "a"}]) == [1]
+    assert tbl.get(1)["metadata"] == {"label": "a"}
+    tbl.add([images[1]], metadata=[{"x": 3}])
+    assert tbl.count_rows("x = 3") == 1
+
+
+def test_a_corrupted_row_is_reported_and_the_rest_works(tmp_path, tiny_codec, images):
+    db = mostore.connect(tmp_path / "db", codec=tiny_codec)
+    tbl = db.create_table("t")
+    tbl.add(images[:4])
+    assert tbl.check()["ok"]
+    blob = bytearray(tbl.latent_bytes(2))
+    blob[-3] ^= 0xFF
+    tbl._lt.update(where="id = 2", values={"latent": bytes(blob)})
+    with pytest.raises(mostore.CorruptBitstreamError, match="item 2"):
+        tbl.reconstruct(2)
+    with pytest.raises(mostore.CorruptBitstreamError):
+        tbl.search(2).to_list()
+    assert tbl.reconstruct(3).size == (48, 40)
+    assert [h["id"] for h in tbl.search(3).limit(4).to_list()][0] == 3
+    report = tbl.check()
+    assert not report["ok"] and [d["id"] for d in report["damaged"]] == [2]
+    assert tbl.reindex()["indexed"] == 3  # the damaged row stays out of the index
+
+
+def test_optimize_keeps_everything(tmp_path, tiny_codec, images):
+    from datetime import timedelta
+
+    tbl = mostore.connect(tmp_path / "db", codec=tiny_codec).create_table("t")
+    for img in images[:5]:
+        tbl.add([img])
+    tbl.delete(1)
+    before = [h["id"] for h in tbl.search(2).limit(10).to_list()]
+    result = tbl.optimize(keep_versions_for=timedelta(0))
+    assert result["fragments_after"] is None or result["fragments_after"] <= result["fragments_before"]
+    assert [h["id"] for h in tbl.search(2).limit(10).to_list()] == before
+    assert tbl.count_rows() == 4 and tbl.check()["ok"]
