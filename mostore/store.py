@@ -36,7 +36,7 @@ import weakref
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import lancedb
 import numpy as np
@@ -57,6 +57,9 @@ from mostore.errors import (
 )
 from mostore.heads import LatentClassifier, PooledEmbedding, fit_latent_classifier
 from mostore.index import IndexConfig, IndexMeta, VectorIndex
+
+if TYPE_CHECKING:
+    from mostore.query import Query
 
 TABLE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
 SIDE = "_mostore"
@@ -794,14 +797,3 @@ def _kind(typ: pa.DataType) -> str:
     if pa.types.is_integer(typ) or pa.types.is_floating(typ):
         return filters.NUMERIC
     return filters.STRING
-
-
-def iter_chunks(items: Iterable, size: int):
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

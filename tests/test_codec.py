@@ -9,9 +9,9 @@ from PIL import Image
 
 from conftest import TINY, make_tiny_model, natural_image
 from mostore.codec import bitstream, entropy, wavelet
-from mostore.codec.model import Codec, CodecModel, rd_loss
+from mostore.codec.model import Codec, rd_loss
 from mostore.codec.train import CropSampler, train_steps
-from mostore.errors import CodecMismatchError, CorruptBitstreamError, ImageTooLargeError, InvalidImageError, InvalidInputError
+from mostore.errors import CodecMismatchError, ImageTooLargeError, InvalidImageError, InvalidInputError
 
 
 def test_wavelet_is_orthonormal_and_invertible():

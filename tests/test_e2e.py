@@ -19,9 +19,9 @@ pytestmark = pytest.mark.slow
 def variants() -> list[bytes]:
     """200+ distinct images: the bundled samples, cropped and flipped."""
     out = []
-    for i, f in enumerate(sample_files()):
+    for f in sample_files():
         img = Image.open(f).convert("RGB").resize((64, 64))
-        for j, op in enumerate((lambda im: im, lambda im: im.transpose(Image.FLIP_LEFT_RIGHT),
+        for op in ((lambda im: im, lambda im: im.transpose(Image.FLIP_LEFT_RIGHT),
                                 lambda im: im.rotate(90), lambda im: im.crop((8, 8, 56, 56)),
                                 lambda im: im.transpose(Image.FLIP_TOP_BOTTOM), lambda im: im.rotate(270))):
             buf = io.BytesIO()

@@ -7,7 +7,6 @@ import pytest
 from PIL import Image
 
 import mostore
-from conftest import natural_image
 from mostore.errors import (
     AlreadyExistsError,
     FilterError,
@@ -16,16 +15,6 @@ from mostore.errors import (
     MetadataError,
     NotFoundError,
 )
-
-
-def snapshot(tbl) -> list:
-    """Everything a user can read back about every item (to check 'nothing changed')."""
-    return [(h["id"], tbl.get(h["id"])["metadata"], tbl.get(h["id"])["nbytes"])
-            for h in tbl.search([1.0] * len(vector_of(tbl))).limit(1000).to_list()]
-
-
-def vector_of(tbl):
-    return [0.0] * tbl.stats()["embedding_dim"]
 
 
 def test_tables(db):

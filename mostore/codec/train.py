@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mostore.codec import wavelet
 from mostore.codec.model import CodecConfig, CodecModel, rd_loss, save_checkpoint
 
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
