@@ -112,10 +112,15 @@ def likelihood_floor(p: torch.Tensor, floor: float = 1e-9) -> torch.Tensor:
     return _lower_bound(p, floor)
 
 
-def scale_indexes(scale: np.ndarray) -> np.ndarray:
-    """Index of the smallest table scale ≥ scale (uint8)."""
-    idx = np.searchsorted(_LOG_SCALE_TABLE, np.log(np.clip(scale, SCALE_MIN, SCALE_MAX)) - 1e-9)
-    return np.clip(idx, 0, len(SCALE_TABLE) - 1).astype(np.uint8)
+_LOG_STEP = (_LOG_SCALE_TABLE[-1] - _LOG_SCALE_TABLE[0]) / (len(SCALE_TABLE) - 1)
+
+
+def scale_indexes(log_scale: torch.Tensor) -> np.ndarray:
+    """Index of the smallest table scale ≥ exp(log_scale) (uint8), from float64 log-scales.
+
+    Pure arithmetic on float64 (no table search), so encoder and decoder get the same indexes."""
+    pos = torch.ceil((log_scale.double() - _LOG_SCALE_TABLE[0]) / _LOG_STEP - 1e-9)
+    return pos.clamp(0, len(SCALE_TABLE) - 1).to(torch.uint8).numpy()
 
 
 # ---- the coder -------------------------------------------------------------------------

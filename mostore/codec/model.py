@@ -260,7 +260,7 @@ class Codec:
             mean = self.model.hyper_synthesis.mean(z_sym.float()).double()
             log_scale = self._scale64(z_sym.double()).clamp(-6.0, 8.0)
         g = self._gain64[q - 1][None, :, None, None]
-        return mean * g, entropy.scale_indexes((log_scale.exp() * g).numpy())
+        return mean * g, entropy.scale_indexes(log_scale + g.log())
 
     # encode
     def encode(self, image, quality: int | None = None) -> bytes:
