@@ -24,10 +24,16 @@ __version__ = "0.1.0"
 __all__ = ["connect", "Codec", "Database", "Table", "IndexConfig", *ERRORS]
 
 
-def connect(uri: str | Path, *, api_key: str | None = None, codec: Codec | None = None, index: IndexConfig | None = None):
-    """Open a database: a folder path (embedded) or an ``http(s)://`` URL (a mostore server)."""
+def connect(
+    uri: str | Path, *, api_key: str | None = None, codec: Codec | None = None, index: IndexConfig | None = None,
+    max_pixels: int | None = None,
+):
+    """Open a database: a folder path (embedded) or an ``http(s)://`` URL (a mostore server).
+
+    ``codec``: weights for new tables (default: the shipped ones); ``index``: index settings;
+    ``max_pixels``: the largest image accepted (default 100 Mpx)."""
     if isinstance(uri, str) and uri.startswith(("http://", "https://")):
         from mostore.remote import RemoteDatabase
 
         return RemoteDatabase(uri, api_key=api_key)
-    return Database(uri, codec=codec, index=index)
+    return Database(uri, codec=codec, index=index, **({"max_pixels": max_pixels} if max_pixels else {}))

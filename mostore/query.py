@@ -91,7 +91,7 @@ class Query:
             if isinstance(q, (int, np.integer)):
                 self._vector = self._table.embedding(int(q))
             else:
-                image = data.load_image(q)
+                image = data.load_image(q, self._table.db.max_pixels)
                 _, y_hat = self._table.codec.encode_with_latents(image, self._table.quality)
                 self._vector = self._table.embedder(y_hat)
         return self._vector

@@ -122,8 +122,12 @@ def _retry(fn, what: str):
 class Database:
     """A folder of mostore tables. Use :func:`mostore.connect` to get one."""
 
-    def __init__(self, path: str | Path, *, codec: Codec | None = None, index: IndexConfig | None = None):
+    def __init__(
+        self, path: str | Path, *, codec: Codec | None = None, index: IndexConfig | None = None,
+        max_pixels: int = data.MAX_PIXELS,
+    ):
         self.path = Path(path)
+        self.max_pixels = max_pixels
         self.path.mkdir(parents=True, exist_ok=True)
         # interval 0: every read sees the latest committed version (other processes write too)
         self._db = lancedb.connect(str(self.path), read_consistency_interval=timedelta(0))
@@ -379,7 +383,7 @@ class Table:
             return []
         blobs, vecs, sizes, modes = [], [], [], []
         for item in items:
-            image = data.load_image(item)
+            image = data.load_image(item, self.db.max_pixels)
             blob, y_hat = self.codec.encode_with_latents(image, q)
             blobs.append(blob)
             vecs.append(self.embedder(y_hat))
@@ -725,7 +729,7 @@ class Table:
         if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
             y = self.latents(int(item))
         else:
-            y = self.codec.encode_with_latents(data.load_image(item), self.quality)[1]
+            y = self.codec.encode_with_latents(data.load_image(item, self.db.max_pixels), self.quality)[1]
         with torch.no_grad():
             probs = torch.softmax(model(LatentClassifier.prepare(y)), dim=1)[0]
         best = int(probs.argmax())

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import mostore
 from mostore import query as q
+from mostore.data import MAX_PIXELS
 from mostore.errors import (
     AuthError,
     ForbiddenError,
@@ -49,6 +50,7 @@ class Settings:
     cors_origins: list[str] = field(default_factory=list)
     #: codec weights (shipped name or checkpoint path) for tables created over HTTP
     codec: str | None = None
+    max_pixels: int = MAX_PIXELS
 
     @classmethod
     def from_env(cls, db: str | Path | None = None) -> "Settings":
@@ -63,6 +65,7 @@ class Settings:
             max_upload_bytes=int(os.environ.get("MOSTORE_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD)),
             cors_origins=origins,
             codec=os.environ.get("MOSTORE_CODEC") or None,
+            max_pixels=int(os.environ.get("MOSTORE_MAX_PIXELS", MAX_PIXELS)),
         )
 
 
@@ -105,7 +108,7 @@ def create_app(settings: Settings | None = None, *, codec: mostore.Codec | None 
     settings = settings or Settings.from_env()
     if codec is None and settings.codec:
         codec = mostore.Codec.load(settings.codec)
-    db = mostore.connect(settings.db, codec=codec)
+    db = mostore.connect(settings.db, codec=codec, max_pixels=settings.max_pixels)
     metrics = Metrics()
     app = FastAPI(title="mostore", version=mostore.__version__, description="A compressed-domain vector database for media.")
     app.state.db = db

@@ -133,3 +133,23 @@ def test_api_keys(tmp_path, tiny_codec_path):
         assert writer.open_table("t").count_rows() == 1
     finally:
         server.stop()
+
+
+def test_pixel_and_upload_limits(tmp_path, tiny_codec_path):
+    env = {"MOSTORE_MAX_PIXELS": "5000", "MOSTORE_MAX_UPLOAD_BYTES": "200000"}
+    server = ServerProcess(tmp_path / "db", tiny_codec_path, env=env).start()
+    try:
+        httpx.post(server.url + "/tables", json={"name": "t"}).raise_for_status()
+        big = io.BytesIO()
+        Image.new("RGB", (100, 100), "red").save(big, "PNG")
+        r = httpx.post(server.url + "/tables/t/items", files=[("files", ("big.png", big.getvalue()))])
+        assert (r.status_code, r.json()["error"]) == (413, "ImageTooLargeError")
+        r = httpx.post(server.url + "/tables/t/items", files=[("files", ("huge.bin", b"\0" * 300_000))])
+        assert (r.status_code, r.json()["error"]) == (413, "ImageTooLargeError")
+        small = io.BytesIO()
+        Image.new("RGB", (50, 50), "red").save(small, "PNG")
+        r = httpx.post(server.url + "/tables/t/items", files=[("files", ("ok.png", small.getvalue()))])
+        assert r.json() == {"ids": [1]}
+        assert httpx.get(server.url + "/tables/t/count").json() == {"count": 1}
+    finally:
+        server.stop()
