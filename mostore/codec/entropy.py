@@ -6,7 +6,8 @@ Minnen et al. 2018 (mean-scale Gaussian conditional):
 ::
 
     z  ──► FactorizedDensity (per channel, learned, non-parametric)   ──► ANS (Categorical)
-    y  ──► GaussianConditional: residual round(y - mu) ~ N(0, sigma²) ──► ANS (QuantizedGaussian)
+    y  ──► GaussianConditional: residual round(y - mu) ~ N(0, sigma²) ──► ANS (QuantizedLaplace
+                                                            of the same variance, see _Y_MODEL)
 
 Training uses additive uniform noise and the differentiable likelihoods below; coding uses
 ``constriction``'s ANS coder. Bit rates reported anywhere in mostore are counted from the bytes
@@ -115,17 +116,27 @@ def likelihood_floor(p: torch.Tensor, floor: float = 1e-9) -> torch.Tensor:
 _LOG_STEP = (_LOG_SCALE_TABLE[-1] - _LOG_SCALE_TABLE[0]) / (len(SCALE_TABLE) - 1)
 
 
-def scale_indexes(log_scale: torch.Tensor) -> np.ndarray:
-    """Index of the smallest table scale ≥ exp(log_scale) (uint8), from float64 log-scales.
+def scale_offsets(log_gain: torch.Tensor) -> torch.Tensor:
+    """Per-channel float64 offsets for :func:`scale_indexes` at one quality level's gains."""
+    return (log_gain.double() - _LOG_SCALE_TABLE[0]) / _LOG_STEP - 1e-9
 
-    Pure arithmetic on float64 (no table search), so encoder and decoder get the same indexes."""
-    pos = torch.ceil((log_scale.double() - _LOG_SCALE_TABLE[0]) / _LOG_STEP - 1e-9)
-    return pos.clamp(0, len(SCALE_TABLE) - 1).to(torch.uint8).numpy()
+
+def scale_indexes(log_scale: torch.Tensor, offsets: torch.Tensor) -> np.ndarray:
+    """Index of the smallest table scale ≥ exp(log_scale)·gain (uint8), from float64 log-scales.
+
+    Pure float64 arithmetic (no table search); encoder and decoder call this same function on
+    the same inputs, so they get the same indexes."""
+    pos = torch.ceil(log_scale.double() / _LOG_STEP + offsets[None, :, None, None])
+    return pos.clamp_(0, len(SCALE_TABLE) - 1).to(torch.uint8).numpy()
 
 
 # ---- the coder -------------------------------------------------------------------------
 
-_Y_MODEL = constriction.stream.model.QuantizedGaussian(-Y_RANGE, Y_RANGE)
+# y residuals are coded with a Laplace of the predicted Gaussian's variance (b = σ/√2): measured
+# on Kodak, constriction codes it about 2x faster than a quantized Gaussian, for +0.1% (best
+# quality) to +2.7% (lowest) bytes. Training keeps the Gaussian likelihood.
+_Y_MODEL = constriction.stream.model.QuantizedLaplace(-Y_RANGE, Y_RANGE)
+_Y_TABLE = SCALE_TABLE / math.sqrt(2.0)
 
 
 def _words_to_bytes(words: np.ndarray) -> bytes:
@@ -138,39 +149,44 @@ def _bytes_to_words(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<u4").astype(np.uint32)
 
 
-def encode_z(symbols: np.ndarray, pmf: np.ndarray) -> bytes:
-    """symbols: int (C, H, W) already clamped to ±Z_RANGE; pmf: (C, K) frozen counts."""
-    c = symbols.shape[0]
-    flat = (symbols.reshape(c, -1) + Z_RANGE).astype(np.int32)
-    probs = np.repeat(pmf, flat.shape[1], axis=0)  # (C·HW, K), row-major like flat
-    coder = constriction.stream.stack.AnsCoder()
-    coder.encode_reverse(flat.reshape(-1), constriction.stream.model.Categorical(perfect=False), probs)
-    return _words_to_bytes(coder.get_compressed())
+class ZCoder:
+    """Codes z with one fixed categorical model per channel (built once from frozen counts)."""
 
+    def __init__(self, pmf: np.ndarray):
+        self.models = [constriction.stream.model.Categorical(row, perfect=False) for row in pmf]
 
-def decode_z(data: bytes, pmf: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    c, h, w = shape
-    probs = np.repeat(pmf, h * w, axis=0)
-    try:
-        coder = constriction.stream.stack.AnsCoder(_bytes_to_words(data))
-        flat = coder.decode(constriction.stream.model.Categorical(perfect=False), probs)
-    except CorruptBitstreamError:
-        raise
-    except Exception as exc:  # constriction raises plain errors on garbage
-        raise CorruptBitstreamError(f"hyper-latent payload does not decode: {exc}") from exc
-    return flat.astype(np.int64).reshape(c, h, w) - Z_RANGE
+    def encode(self, symbols: np.ndarray) -> bytes:
+        """symbols: int (C, H, W) already clamped to ±Z_RANGE."""
+        flat = (symbols.reshape(symbols.shape[0], -1) + Z_RANGE).astype(np.int32)
+        coder = constriction.stream.stack.AnsCoder()
+        for c in range(len(flat) - 1, -1, -1):  # a stack: the last channel goes in first
+            coder.encode_reverse(flat[c], self.models[c])
+        return _words_to_bytes(coder.get_compressed())
+
+    def decode(self, data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+        c, h, w = shape
+        if c != len(self.models):
+            raise CorruptBitstreamError(f"hyper-latent has {c} channels; the codec has {len(self.models)}")
+        try:
+            coder = constriction.stream.stack.AnsCoder(_bytes_to_words(data))
+            flat = np.stack([coder.decode(model, h * w) for model in self.models])
+        except CorruptBitstreamError:
+            raise
+        except Exception as exc:  # constriction raises plain errors on garbage
+            raise CorruptBitstreamError(f"hyper-latent payload does not decode: {exc}") from exc
+        return flat.astype(np.int64).reshape(c, h, w) - Z_RANGE
 
 
 def encode_y(symbols: np.ndarray, scale_idx: np.ndarray) -> bytes:
     """symbols: int residuals clamped to ±Y_RANGE; scale_idx: uint8 of the same shape."""
-    stds = SCALE_TABLE[scale_idx.reshape(-1)]
+    stds = _Y_TABLE[scale_idx.reshape(-1)]
     coder = constriction.stream.stack.AnsCoder()
     coder.encode_reverse(symbols.reshape(-1).astype(np.int32), _Y_MODEL, np.zeros_like(stds), stds)
     return _words_to_bytes(coder.get_compressed())
 
 
 def decode_y(data: bytes, scale_idx: np.ndarray) -> np.ndarray:
-    stds = SCALE_TABLE[scale_idx.reshape(-1)]
+    stds = _Y_TABLE[scale_idx.reshape(-1)]
     try:
         coder = constriction.stream.stack.AnsCoder(_bytes_to_words(data))
         flat = coder.decode(_Y_MODEL, np.zeros_like(stds), stds)

@@ -203,11 +203,12 @@ class Codec:
         self.config = model.config
         self.id = codec_id
         self.quality = self._check_quality(quality or self.config.default_quality)
-        self._z_pmf = z_pmf
+        self._z_coder = entropy.ZCoder(z_pmf)
         # the head that sets the coder's scales runs in float64 with batch 1 on both sides
         self._scale64 = copy.deepcopy(model.hyper_synthesis.scale).double().eval()
         self._gain64 = model.log_gain.detach().double().exp()
         self._inv_gain64 = model.log_inv_gain.detach().double().exp()
+        self._scale_offsets = [entropy.scale_offsets(g) for g in model.log_gain.detach()]
 
     # construction
     @classmethod
@@ -260,15 +261,18 @@ class Codec:
             mean = self.model.hyper_synthesis.mean(z_sym.float()).double()
             log_scale = self._scale64(z_sym.double()).clamp(-6.0, 8.0)
         g = self._gain64[q - 1][None, :, None, None]
-        return mean * g, entropy.scale_indexes(log_scale + g.log())
+        return mean * g, entropy.scale_indexes(log_scale, self._scale_offsets[q - 1])
 
     # encode
     def encode(self, image, quality: int | None = None) -> bytes:
         """Code one image (PIL image or uint8 array) to a self-describing bitstream."""
-        return self.encode_with_latents(image, quality)[0]
+        return self._encode(image, quality, latents=False)[0]
 
     def encode_with_latents(self, image, quality: int | None = None) -> tuple[bytes, torch.Tensor]:
         """Like :meth:`encode`, also returning ŷ, bit-identical to ``latents(bytes)``."""
+        return self._encode(image, quality, latents=True)
+
+    def _encode(self, image, quality: int | None, latents: bool) -> tuple[bytes, torch.Tensor | None]:
         q = self._check_quality(quality or self.quality)
         arr, mode = to_rgb_array(image)
         h, w = arr.shape[:2]
@@ -282,7 +286,7 @@ class Codec:
         z_sym = torch.round(z).clamp(-entropy.Z_RANGE, entropy.Z_RANGE)
         mean_g, scale_idx = self._hyper(z_sym, q)
         residual = torch.round(y.double() * self._gain64[q - 1][None, :, None, None] - mean_g)
-        residual = residual.clamp(-entropy.Y_RANGE, entropy.Y_RANGE).to(torch.int64)
+        residual = residual.clamp_(-entropy.Y_RANGE, entropy.Y_RANGE).to(torch.int32)
         header = bitstream.Header(
             mode=mode,
             codec_id=self.id,
@@ -295,10 +299,13 @@ class Codec:
             z_len=0,
             y_len=0,
         )
-        z_bytes = entropy.encode_z(z_sym[0].to(torch.int64).numpy(), self._z_pmf)
+        z_bytes = self._z_coder.encode(z_sym[0].to(torch.int32).numpy())
         y_bytes = entropy.encode_y(residual[0].numpy(), scale_idx[0])
+        data = bitstream.pack(header, z_bytes, y_bytes)
+        if not latents:
+            return data, None
         y_hat = (residual.double() + mean_g) * self._inv_gain64[q - 1][None, :, None, None]
-        return bitstream.pack(header, z_bytes, y_bytes), self._crop(y_hat.float(), h, w)
+        return data, self._crop(y_hat.float(), h, w)
 
     def _crop(self, y_hat: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """Drop latent columns/rows that only cover padding."""
@@ -324,7 +331,7 @@ class Codec:
 
     def _latents(self, data: bytes) -> tuple[bitstream.Header, torch.Tensor]:
         header, z_bytes, y_bytes = self._parse(data)
-        z_sym = entropy.decode_z(z_bytes, self._z_pmf, header.hyper_shape)
+        z_sym = self._z_coder.decode(z_bytes, header.hyper_shape)
         mean_g, scale_idx = self._hyper(torch.from_numpy(z_sym)[None], header.quality)
         residual = entropy.decode_y(y_bytes, scale_idx[0])
         y_g = torch.from_numpy(residual)[None].double() + mean_g
