@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mostore.codec.model import CodecConfig, CodecModel, rd_loss, save_checkpoint
+from mostore.codec.model import CodecConfig, CodecModel, load_model, rd_loss, save_checkpoint
 
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
@@ -134,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--save-every", type=int, default=200)
     ap.add_argument("--export", type=Path, default=None, help="only write a float16 shipping checkpoint")
     ap.add_argument("--config", type=str, default="{}", help="CodecConfig overrides as JSON")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start a new run from these weights (e.g. mostore/codec/weights/default.pt)")
     args = ap.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -148,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         model = CodecModel(config)
         model.load_state_dict(blob["state"])
         step = blob["step"]
+    elif args.init:
+        model, _ = load_model(args.init)
+        model.train()
+        config, blob, step = model.config, None, 0
     else:
         blob, step = None, 0
         config = CodecConfig(**json.loads(args.config))
@@ -161,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     sampler = default_sampler(args.data, args.crop, args.seed + step)
-    if blob is None:
+    if blob is None and not args.init:
         pca_init(model, sampler)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     if blob is not None and "optimizer" in blob:
