@@ -50,9 +50,25 @@ def dedup_table(r: dict) -> str:
     ])
 
 
+def tasks_table(r: dict) -> str:
+    res = r["results"]
+    return "\n".join([
+        f"**Classification, latents vs pixels** (`python -m benchmarks.tasks --train {r['train_images']} "
+        f"--val {r['val_images']} --epochs {r['epochs']}`; Imagenette, 10 classes; the same "
+        f"{r['head_macs'] / 1e6:.1f} M-MAC head on 192×14×14 inputs).",
+        "",
+        "| input | top-1 (val) | ms/image to produce the input |",
+        "|---|---|---|",
+        *(f"| {name} | {res[key]['top1']:.3f} | {res[key]['input_ms_per_image']:.1f} |"
+          for key, name in (("latent", "mostore latents (entropy decode only)"),
+                            ("decoded", "pixels decoded from mostore, 112×112"),
+                            ("original", "original pixels, 112×112"))),
+    ])
+
+
 def main() -> int:
     parts = []
-    for name, fn in (("rd.json", rd_table), ("dedup.json", dedup_table)):
+    for name, fn in (("rd.json", rd_table), ("dedup.json", dedup_table), ("tasks.json", tasks_table)):
         path = RESULTS / name
         if path.exists():
             parts.append(fn(json.loads(path.read_text())))
