@@ -48,43 +48,37 @@ def timed(fn, repeats: int) -> tuple[object, float]:
     return out, statistics.median(times)
 
 
-def pillow_point(images, fmt: str, q: int, repeats: int) -> dict:
+def measure(images, q: int, encode, decode, repeats: int) -> dict:
+    """Mean bpp / PSNR / MS-SSIM and summed median times of encode(img) -> bytes, decode(bytes) -> array."""
     bpps, psnrs, msssims, enc, dec = [], [], [], 0.0, 0.0
     for img in images:
-        pil = Image.fromarray(img)
-
-        def encode():
-            buf = io.BytesIO()
-            pil.save(buf, fmt, quality=q)
-            return buf.getvalue()
-
-        data, te = timed(encode, repeats)
-
-        def decode():
-            im = Image.open(io.BytesIO(data))
-            return np.asarray(im.convert("RGB"))
-
-        out, td = timed(decode, repeats)
+        data, te = timed(lambda: encode(img), repeats)  # noqa: B023 (called at once)
+        out, td = timed(lambda: decode(data), repeats)  # noqa: B023
         enc, dec = enc + te, dec + td
         bpps.append(8 * len(data) / (img.shape[0] * img.shape[1]))
         psnrs.append(psnr(img, out))
         msssims.append(ms_ssim(img, out))
     return {"quality": q, "bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs)),
             "ms_ssim": float(np.mean(msssims)), "encode_s": enc, "decode_s": dec}
+
+
+def pillow_point(images, fmt: str, q: int, repeats: int) -> dict:
+    def encode(img):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, fmt, quality=q)
+        return buf.getvalue()
+
+    def decode(data):
+        return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+    return measure(images, q, encode, decode, repeats)
 
 
 def codec_point(codec: Codec, images, q: int, repeats: int) -> dict:
-    bpps, psnrs, msssims, enc, dec = [], [], [], 0.0, 0.0
     for img in images:
-        data, te = timed(lambda: codec.encode(img, quality=q), repeats)
-        out, td = timed(lambda: np.asarray(codec.decode(data)), repeats)
-        assert codec.encode(img, quality=q) == data  # deterministic
-        enc, dec = enc + te, dec + td
-        bpps.append(8 * len(data) / (img.shape[0] * img.shape[1]))
-        psnrs.append(psnr(img, out))
-        msssims.append(ms_ssim(img, out))
-    return {"quality": q, "bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs)),
-            "ms_ssim": float(np.mean(msssims)), "encode_s": enc, "decode_s": dec}
+        assert codec.encode(img, quality=q) == codec.encode(img, quality=q)  # deterministic
+    return measure(images, q, lambda img: codec.encode(img, quality=q),
+                   lambda data: np.asarray(codec.decode(data)), repeats)
 
 
 def resnet18_like() -> torch.nn.Module:

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from mostore.codec import bitstream, entropy
-from mostore.codec.transforms import Analysis, HyperAnalysis, HyperSynthesis, Synthesis
+from mostore.codec.transforms import LOG_SCALE_RANGE, Analysis, HyperAnalysis, HyperSynthesis, Synthesis
 from mostore.errors import CodecMismatchError, CorruptBitstreamError, InvalidImageError, NotFoundError
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -259,7 +259,7 @@ class Codec:
     def _hyper(self, z_sym: torch.Tensor, q: int) -> tuple[torch.Tensor, np.ndarray]:
         with torch.inference_mode():
             mean = self.model.hyper_synthesis.mean(z_sym.float()).double()
-            log_scale = self._scale64(z_sym.double()).clamp(-6.0, 8.0)
+            log_scale = self._scale64(z_sym.double()).clamp(*LOG_SCALE_RANGE)
         g = self._gain64[q - 1][None, :, None, None]
         return mean * g, entropy.scale_indexes(log_scale, self._scale_offsets[q - 1])
 

@@ -24,6 +24,8 @@ from mostore.codec import wavelet
 
 PIXEL_SHIFT = 128.0
 PIXEL_SCALE = 25.0
+#: predicted log-scales are clamped to this range (training and coding alike)
+LOG_SCALE_RANGE = (-6.0, 8.0)
 
 
 def _zero_last(seq: nn.Sequential) -> nn.Sequential:
@@ -148,21 +150,19 @@ class HyperSynthesis(nn.Module):
 
     def __init__(self, latent: int, hidden: int, hyper: int, scale_hidden: int = 64):
         super().__init__()
-        wide = hidden * 3 // 2
-        self.mean = nn.Sequential(
-            nn.ConvTranspose2d(hyper, hidden, 4, stride=2, padding=1),
-            nn.GELU(),
-            nn.ConvTranspose2d(hidden, wide, 4, stride=2, padding=1),
-            nn.GELU(),
-            nn.Conv2d(wide, latent, 1),
-        )
-        self.scale = nn.Sequential(
-            nn.ConvTranspose2d(hyper, scale_hidden, 4, stride=2, padding=1),
-            nn.GELU(),
-            nn.ConvTranspose2d(scale_hidden, scale_hidden, 4, stride=2, padding=1),
-            nn.GELU(),
-            nn.Conv2d(scale_hidden, latent, 1),
-        )
+        self.mean = _upsampling_head(hyper, hidden, hidden * 3 // 2, latent)
+        self.scale = _upsampling_head(hyper, scale_hidden, scale_hidden, latent)
 
     def forward(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.mean(z_hat), self.scale(z_hat).clamp(-6.0, 8.0)
+        return self.mean(z_hat), self.scale(z_hat).clamp(*LOG_SCALE_RANGE)
+
+
+def _upsampling_head(hyper: int, first: int, second: int, latent: int) -> nn.Sequential:
+    """(B, Z, H/64, W/64) -> (B, M, H/16, W/16): two stride-2 transposed convs, then 1x1."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(hyper, first, 4, stride=2, padding=1),
+        nn.GELU(),
+        nn.ConvTranspose2d(first, second, 4, stride=2, padding=1),
+        nn.GELU(),
+        nn.Conv2d(second, latent, 1),
+    )
