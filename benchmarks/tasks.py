@@ -1,107 +1,273 @@
-"""Classification from latents vs from pixels, with the same head at the same input size.
+"""Machine perception from latents vs from pixels (issue 4), on Imagenette (10 classes).
 
-    python -m benchmarks.tasks [--train 5000] [--val 3925] [--epochs 30]
+    python -m benchmarks.tasks [--epochs 30] [--views runs/views]
 
-On Imagenette (10 classes): the same small CNN (``mostore.heads.LatentClassifier``) is trained on
-(1) mostore latents ŷ (192×14×14 after entropy decoding only), (2) pixels decoded from mostore,
-and (3) the original pixels; both pixel inputs are downscaled to 112×112 and folded 8×8 into
-192×14×14, the latent's tensor size (the fair comparison WaLLoC makes). Reports top-1 on val and
-the per-image cost of producing each input, as ratios. Writes results/tasks.json.
+1. **Classification.** The same head (``mostore.heads.LatentClassifier``: 35 M MACs) is trained
+   with the same views, epochs and seed on (a) mostore latents ŷ (entropy decoding only, 192×14×14),
+   (b) pixels decoded from mostore and (c) the original pixels; both pixel inputs are 112×112
+   folded 8×8 into 192×14×14, the latents' tensor size (the fair "same input size" comparison).
+   Train views are augmented (crop, resize, tone, flip, JPEG) and coded at a random quality level;
+   top-1 on val (3,925) at every quality level, against bits per pixel counted from the bytes.
+   The cost of each path (MACs and measured time per image from the stored bytes) as ratios.
+2. **Near-duplicate retrieval and class consistency** with the store's embedding
+   (``mostore.heads.load_embedder``): the val images (clean, default quality) are the database,
+   one random variant of each (crop ≤20%, resize 0.5–1×, tone ±15%, flip, JPEG q30–90) the
+   query: recall@1 / @10; class precision@10 of clean val queries (self excluded). Baselines:
+   the fixed pooling (``PooledEmbedding``) and an 8×8 RGB thumbnail (192 values, the same
+   dimension as the learned embedding).
+3. **Storage** per item: mostore bytes vs a JPEG at the same PSNR plus a float32 embedding.
+
+Writes results/tasks.json and results/tasks.png (top-1 vs bpp).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import io
 import json
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 import mostore
-from mostore.heads import LatentClassifier, fit_latent_classifier
+from benchmarks.metrics import psnr
+from mostore import heads_train
+from mostore.heads import LatentClassifier, PooledEmbedding, fit_latent_classifier, load_embedder, predict
+from mostore.views import fold_pixels, pixel_tensor
 
 ROOT = Path(__file__).resolve().parents[1]
-NETTE = ROOT.parent / "shared" / "data" / "imagenette"
+RESULTS = ROOT / "benchmarks" / "results"
+KINDS = ("latent", "decoded", "original")
 
 
-def pixels_as_tensor(image: Image.Image) -> torch.Tensor:
-    """112×112 RGB folded 8×8 into (192, 14, 14): the latent's tensor size."""
-    arr = np.asarray(image.convert("RGB").resize((112, 112), Image.BILINEAR), dtype=np.float32)
-    x = torch.from_numpy(arr).permute(2, 0, 1)[None] / 255.0 - 0.5
-    return F.pixel_unshuffle(x, 8)[0]
+def conv_macs(module: torch.nn.Module, *inputs) -> int:
+    """Multiply-adds of one forward pass, counted from the convolutions and linears that ran."""
+    total = 0
+
+    def hook(m, args, out):
+        nonlocal total
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            k = m.weight[0].numel() if isinstance(m, torch.nn.Conv2d) else m.weight[:, 0].numel()
+            total += out.numel() * k
+        elif isinstance(m, torch.nn.Linear):
+            total += out.numel() * m.in_features
+
+    handles = [m.register_forward_hook(hook) for m in module.modules()
+               if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))]
+    try:
+        with torch.inference_mode():
+            module(*inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return total
 
 
-def pick(rows: list[dict], n: int) -> list[dict]:
-    """n rows spread evenly over the (class-sorted) list."""
-    if n >= len(rows):
-        return rows
-    return [rows[i] for i in np.linspace(0, len(rows) - 1, n).round().astype(int)]
+def inputs(d: dict, kind: str) -> torch.Tensor:
+    x = torch.from_numpy(d[kind])
+    return x if kind == "latent" else fold_pixels(x).half()
+
+
+def classification(args, codec, train, vals) -> tuple[dict, dict]:
+    labels = torch.from_numpy(train["label"]).long()
+    groups = torch.from_numpy(train["image"]).long()
+    q0 = codec.config.default_quality
+    out, models = {}, {}
+    for kind in KINDS:
+        t = time.perf_counter()
+        model, _ = fit_latent_classifier(
+            inputs(train, kind), labels, 10, epochs=args.epochs, groups=groups, seed=args.seed,
+            val_latents=inputs(vals[q0], kind).float(), val_targets=torch.from_numpy(vals[q0]["label"]).long(),
+            log=lambda m, k=kind: print(f"  {k}: {m}", flush=True),
+        )
+        per_q = {}
+        for q, v in vals.items():
+            if kind == "original" and q != q0:
+                continue  # the original pixels do not depend on the quality level
+            pred = predict(model, inputs(v, kind)).argmax(1).numpy()
+            per_q[q] = {"top1": float((pred == v["label"]).mean()),
+                        "bpp": float(np.mean(8 * v["bytes"] / v["pixels"]))}
+        out[kind] = {"train_s": round(time.perf_counter() - t, 1), "by_quality": per_q, "top1": per_q[q0]["top1"]}
+        models[kind] = model
+        print(f"{kind:9} top-1 {per_q[q0]['top1']:.4f} at quality {q0} ({out[kind]['train_s']:.0f} s)", flush=True)
+    return out, models
+
+
+def path_costs(codec, models, files: list[Path], q: int) -> dict:
+    """Per-image time and MACs from the stored bytes to class logits, for each path."""
+    blobs = [codec.encode(Image.open(f).convert("RGB"), q) for f in files]
+    jpegs = [f.read_bytes() for f in files]
+    steps = {
+        "latent": lambda i: models["latent"](LatentClassifier.prepare(codec.latents(blobs[i]))),
+        "decoded": lambda i: models["decoded"](
+            fold_pixels(torch.from_numpy(pixel_tensor(codec.decode(blobs[i])))[None])),
+        "original": lambda i: models["original"](
+            fold_pixels(torch.from_numpy(pixel_tensor(Image.open(io.BytesIO(jpegs[i])).convert("RGB")))[None])),
+    }
+    times = {k: [] for k in KINDS}
+    with torch.inference_mode():
+        for _ in range(3):  # interleaved repeats; medians
+            for k in KINDS:
+                t = time.perf_counter()
+                for i in range(len(files)):
+                    steps[k](i)
+                times[k].append((time.perf_counter() - t) / len(files))
+    y = codec.latents(blobs[0])
+    head = conv_macs(models["latent"], LatentClassifier.prepare(y))
+    synth = conv_macs(codec.model.synthesis, y)
+    out = {k: {"ms_per_image": 1e3 * float(np.median(v))} for k, v in times.items()}
+    out["latent"]["macs"] = head
+    out["decoded"]["macs"] = head + synth
+    out["original"]["macs"] = head
+    out["decoded"]["synthesis_macs"] = synth
+    for k in KINDS:
+        out[k]["time_vs_decoded"] = out[k]["ms_per_image"] / out["decoded"]["ms_per_image"]
+    return out
+
+
+def knn(db: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    index = faiss.IndexFlatIP(db.shape[1])
+    index.add(np.ascontiguousarray(db, dtype=np.float32))
+    return index.search(np.ascontiguousarray(queries, dtype=np.float32), k)[1]
+
+
+def retrieval_scores(db: np.ndarray, dup: np.ndarray, labels: np.ndarray) -> dict:
+    """recall@1/@10 of variant queries (query i's original is db row i); class precision@10."""
+    hits = knn(db, dup, 10)
+    target = np.arange(len(db))[:, None]
+    own = knn(db, db, 11)
+    neighbours = np.array([[j for j in row if j != i][:10] for i, row in enumerate(own)])
+    return {
+        "recall@1": float((hits[:, :1] == target).any(1).mean()),
+        "recall@10": float((hits == target).any(1).mean()),
+        "class_precision@10": float((labels[neighbours] == labels[:, None]).mean()),
+    }
+
+
+def thumbnail_embedding(pixels: np.ndarray) -> np.ndarray:
+    """8×8 RGB thumbnails (192 values), mean-removed and L2-normalised."""
+    x = F.adaptive_avg_pool2d(torch.from_numpy(pixels).float(), 8).reshape(len(pixels), -1)
+    x = x - x.mean(dim=1, keepdim=True)
+    return F.normalize(x, dim=1).numpy()
+
+
+def embed_all(embedder, latents: np.ndarray) -> np.ndarray:
+    return np.concatenate([embedder.batch(list(torch.from_numpy(b).float())) for b in np.array_split(latents, 32)])
+
+
+def retrieval(codec, clean: dict, dup: dict) -> dict:
+    learned = load_embedder(codec)
+    pooled = PooledEmbedding(codec.config.latent)
+    out = {}
+    for name, emb in (("store", learned), ("pooled", pooled)):
+        if name == "pooled" and learned.id == pooled.id:
+            continue
+        db, queries = (embed_all(emb, d["latent"]) for d in (clean, dup))
+        out[name] = {"embedder": emb.id, "dim": emb.dim, **retrieval_scores(db, queries, clean["label"])}
+    out["thumbnail"] = {"embedder": "rgb-8x8", "dim": 192, **retrieval_scores(
+        thumbnail_embedding(clean["original"]), thumbnail_embedding(dup["original"]), clean["label"])}
+    for name, r in out.items():
+        print(f"{name:9} ({r['embedder']}, {r['dim']}-d): recall@1 {r['recall@1']:.4f}  recall@10 "
+              f"{r['recall@10']:.4f}  class precision@10 {r['class_precision@10']:.4f}", flush=True)
+    return out
+
+
+def storage(codec, files: list[Path], q: int, dim: int) -> dict:
+    """mostore bytes vs the smallest Pillow JPEG with at least the same PSNR, + a float32 vector."""
+    ours, jpeg, ps = [], [], []
+    for f in files:
+        image = Image.open(f).convert("RGB")
+        data = codec.encode(image, q)
+        arr = np.asarray(image)
+        target = psnr(arr, np.asarray(codec.decode(data)))
+        lo, hi, best = 1, 100, None
+        while lo <= hi:  # smallest quality whose PSNR reaches the target
+            mid = (lo + hi) // 2
+            buf = io.BytesIO()
+            image.save(buf, "JPEG", quality=mid)
+            if psnr(arr, np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))) >= target:
+                best, hi = buf.tell(), mid - 1
+            else:
+                lo = mid + 1
+        ours.append(len(data))
+        ps.append(target)
+        jpeg.append(best if best is not None else buf.tell())
+    return {"images": len(files), "psnr": float(np.mean(ps)), "mostore_bytes": float(np.mean(ours)),
+            "jpeg_bytes": float(np.mean(jpeg)), "embedding_bytes": 4 * dim,
+            "jpeg_plus_embedding_bytes": float(np.mean(jpeg)) + 4 * dim,
+            "ratio": float(np.mean(ours)) / (float(np.mean(jpeg)) + 4 * dim)}
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for kind, style in (("latent", "o-"), ("decoded", "s--")):
+        pts = sorted((v["bpp"], v["top1"]) for v in result["classification"][kind]["by_quality"].values())
+        label = "head on latents (no decode)" if kind == "latent" else "head on decoded pixels"
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=label)
+    ax.axhline(result["classification"]["original"]["top1"], color="grey", ls=":", label="head on original pixels")
+    ax.set_xlabel("bits per pixel (from the bytes)")
+    ax.set_ylabel("top-1 on Imagenette val")
+    ax.set_title("Classification vs rate, same head, same input size")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=NETTE)
-    ap.add_argument("--train", type=int, default=5000)
-    ap.add_argument("--val", type=int, default=3925)
+    ap.add_argument("--views", type=Path, default=ROOT / "runs" / "views")
+    ap.add_argument("--data", type=Path, default=heads_train.NETTE)
     ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--weights", default="default")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "tasks.json")
+    ap.add_argument("--timing-images", type=int, default=100)
+    ap.add_argument("--storage-images", type=int, default=200)
+    ap.add_argument("--out", type=Path, default=RESULTS / "tasks.json")
     args = ap.parse_args(argv)
-
-    manifest = list(csv.DictReader(open(args.data / "manifest.csv")))
-    train = pick([r for r in manifest if r["split"] == "train"], args.train)
-    val = pick([r for r in manifest if r["split"] == "val"], args.val)
-    classes = sorted({r["class"] for r in manifest})
+    torch.manual_seed(args.seed)
     codec = mostore.Codec.load(args.weights)
+    q0, nq = codec.config.default_quality, codec.config.qualities
+    sets = heads_train.standard_sets(q0, nq)
+    for name in ["train", f"val-q{q0}", "dup"] + [f"val-q{q}" for q in range(1, nq + 1) if q != q0]:
+        heads_train.build(sets[name], args.views, weights=args.weights, data=args.data)
+    train = heads_train.load(args.views / "train")
+    vals = {q: heads_train.load(args.views / f"val-q{q}") for q in range(1, nq + 1)}
+    dup = heads_train.load(args.views / "dup")
+    splits, _ = heads_train.imagenette(args.data)
+    val_files = [args.data / r["path"] for r in splits["val"]]
 
-    inputs: dict[str, dict[str, list]] = {k: {"train": [], "val": []} for k in ("latent", "decoded", "original")}
-    cost = {"latent": 0.0, "decoded": 0.0, "original": 0.0}
-    nbytes = []
-    for split, rows in (("train", train), ("val", val)):
-        for r in rows:
-            image = Image.open(args.data / r["path"]).convert("RGB")
-            data = codec.encode(image)
-            nbytes.append(len(data))
-            t = time.perf_counter()
-            y = LatentClassifier.prepare(codec.latents(data))[0]
-            cost["latent"] += time.perf_counter() - t
-            t = time.perf_counter()
-            dec = pixels_as_tensor(codec.decode(data))
-            cost["decoded"] += time.perf_counter() - t
-            t = time.perf_counter()
-            orig = pixels_as_tensor(Image.open(args.data / r["path"]))
-            cost["original"] += time.perf_counter() - t
-            for key, value in (("latent", y), ("decoded", dec), ("original", orig)):
-                inputs[key][split].append(value.half())
-    t_train = torch.tensor([classes.index(r["class"]) for r in train])
-    t_val = torch.tensor([classes.index(r["class"]) for r in val])
+    def spread(n: int) -> list[Path]:
+        return [val_files[i] for i in np.linspace(0, len(val_files) - 1, n).round().astype(int)]
 
-    results = {}
-    for key in ("latent", "decoded", "original"):
-        x_train = torch.stack(inputs[key]["train"]).float()
-        x_val = torch.stack(inputs[key]["val"]).float()
-        t = time.perf_counter()
-        model, acc = fit_latent_classifier(x_train, t_train, len(classes), epochs=args.epochs,
-                                           val_latents=x_val, val_targets=t_val)
-        results[key] = {"top1": acc, "train_s": time.perf_counter() - t,
-                        "input_ms_per_image": 1e3 * cost[key] / (len(train) + len(val))}
-        print(f"{key:9} top-1 {acc:.4f}  input {results[key]['input_ms_per_image']:.1f} ms/image", flush=True)
-    head_macs = sum(m.weight.numel() * (14 * 14 if m.stride == (1, 1) else 7 * 7)
-                    for m in model.body if isinstance(m, torch.nn.Conv2d))
-    out = {
-        "train_images": len(train), "val_images": len(val), "epochs": args.epochs, "codec_id": codec.id,
-        "bytes_per_item": float(np.mean(nbytes)), "head_macs": head_macs, "results": results,
-        "latent_input_cost_vs_decoded": results["latent"]["input_ms_per_image"] / results["decoded"]["input_ms_per_image"],
-    }
+    result = {"codec_id": codec.id, "default_quality": q0, "epochs": args.epochs, "seed": args.seed,
+              "train_views": int(len(train["label"])), "train_images": int(len(np.unique(train["image"]))),
+              "val_images": int(len(vals[q0]["label"]))}
+    result["classification"], models = classification(args, codec, train, vals)
+    # the latent head is the start of the multitask fine-tuning (python -m mostore.multitask --head)
+    torch.save(models["latent"].state_dict(), args.views.parent / "latent_head.pt")
+    result["cost"] = path_costs(codec, models, spread(args.timing_images), q0)
+    for k, v in result["cost"].items():
+        print(f"{k:9} {v['ms_per_image']:.2f} ms/image ({v['time_vs_decoded']:.2f}x decoded), "
+              f"{v['macs'] / 1e6:.0f} M MACs", flush=True)
+    result["retrieval"] = retrieval(codec, vals[q0], dup)
+    result["storage"] = storage(codec, spread(args.storage_images), q0, result["retrieval"]["store"]["dim"])
+    s = result["storage"]
+    print(f"storage at {s['psnr']:.2f} dB: mostore {s['mostore_bytes']:.0f} B vs JPEG {s['jpeg_bytes']:.0f} B + "
+          f"embedding {s['embedding_bytes']} B = {s['ratio']:.2f}x", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2))
-    print(f"head: {head_macs / 1e6:.1f} M MACs per image; latent input costs "
-          f"{out['latent_input_cost_vs_decoded']:.2f}x the decoded-pixel input")
+    args.out.write_text(json.dumps(result, indent=2))
+    plot(result, args.out.with_suffix(".png"))
     return 0
 
 

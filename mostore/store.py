@@ -27,6 +27,7 @@ from __future__ import annotations
 import atexit
 import fcntl
 import json
+import logging
 import os
 import re
 import shutil
@@ -55,7 +56,7 @@ from mostore.errors import (
     MostoreError,
     NotFoundError,
 )
-from mostore.heads import LatentClassifier, PooledEmbedding, fit_latent_classifier
+from mostore.heads import LatentClassifier, fit_latent_classifier, load_embedder
 from mostore.index import IndexConfig, IndexMeta, VectorIndex
 
 if TYPE_CHECKING:
@@ -68,6 +69,8 @@ SYNC_BATCH = 256
 #: indexes smaller than this are written after every change; larger ones at most every interval
 INDEX_SAVE_ALWAYS_BYTES = 32 * 1024 * 1024
 INDEX_SAVE_INTERVAL_S = 30.0
+
+log = logging.getLogger("mostore")
 DEFAULT_CLASSIFIER_EPOCHS = 30
 COMMIT_RETRIES = 8
 
@@ -223,6 +226,13 @@ class Database:
             shutil.rmtree(self.path / SIDE / name, ignore_errors=True)
 
 
+def _saved_embedder(meta_path: Path) -> str | None:
+    try:
+        return str(json.loads(meta_path.read_text())["embedder"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 class Table:
     """One collection of coded images. Obtain it from :meth:`Database.create_table` / ``open_table``."""
 
@@ -233,7 +243,9 @@ class Table:
         self.codec = codec
         self.quality = quality
         self._side = side
-        self.embedder = PooledEmbedding(codec.config.latent)
+        # the learned embedding shipped for this codec id, else the fixed pooling (older codecs)
+        self.embedder = load_embedder(codec)
+        self.reindexed_from: str | None = None  # set when an index of another embedder was replaced
         self.index_config = db.index_config
         self._index: VectorIndex | None = None
         self._index_version = -1
@@ -349,6 +361,7 @@ class Table:
             "index_bytes": index_file.stat().st_size if index_file.exists() else 0,
             "embedding_dim": self.embedder.dim,
             "embedder": self.embedder.id,
+            "reindexed_from": self.reindexed_from,
             "codec": self.codec.name,
             "codec_id": self.codec.id,
             "quality": self.quality,
@@ -386,9 +399,10 @@ class Table:
             image = data.load_image(item, self.db.max_pixels)
             blob, y_hat = self.codec.encode_with_latents(image, q)
             blobs.append(blob)
-            vecs.append(self.embedder(y_hat))
+            vecs.append(y_hat)
             sizes.append((image.width, image.height))
             modes.append(self.codec.header(blob).mode)
+        vecs = self.embedder.batch(vecs)  # before the lock: the embedding is the costly part
         with self._lock:
             self._add_columns(self._check_types(metas))  # again: another writer may have added columns
             ids = self._allocate_ids(len(items))
@@ -412,7 +426,7 @@ class Table:
             index = self._sync_index()
             before = self.version
             _retry(lambda: self._lt.add(batch), "add")
-            index.add(np.asarray(ids), np.stack(vecs))
+            index.add(np.asarray(ids), vecs)
             self._save_index(index, self._version_after(before), force=False)
         return ids
 
@@ -552,6 +566,13 @@ class Table:
                 if loaded and loaded[1].embedder == self.embedder.id:
                     self._index, self._index_version = loaded[0], loaded[1].table_version
                 else:
+                    old = _saved_embedder(self._side / "index.json")
+                    if old and old != self.embedder.id:
+                        # an index made by another embedding (e.g. the fixed pooling of older
+                        # releases): vectors of two embeddings can't share an index, so rebuild
+                        log.warning("table %r: index was built with embedding %s; re-indexing with %s",
+                                    self.name, old, self.embedder.id)
+                        self.reindexed_from = old
                     self._index, self._index_version = VectorIndex(self.embedder.dim, self.index_config), -1
                 if self._index_version == version:
                     return self._index
@@ -568,15 +589,15 @@ class Table:
         for start in range(0, len(missing), SYNC_BATCH):
             chunk = missing[start : start + SYNC_BATCH]
             rows = self._rows(chunk.tolist(), ["id", "latent"])
-            ids, vecs = [], []
+            ids, latents = [], []
             for item_id, row in rows.items():
                 try:
-                    vecs.append(self.embedder(self.codec.latents(row["latent"])))
+                    latents.append(self.codec.latents(row["latent"]))
                     ids.append(item_id)
                 except (CorruptBitstreamError, CodecMismatchError):
                     continue  # a damaged row stays out of the index; `mostore check` reports it
             if ids:
-                index.add(np.asarray(ids), np.stack(vecs))
+                index.add(np.asarray(ids), self.embedder.batch(latents))
 
     def reindex(self) -> dict:
         """Rebuild the index from the stored latents."""
@@ -689,10 +710,15 @@ class Table:
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
         n_val = int(len(x) * val_fraction) if len(x) >= 10 else 0
         val, train = order[:n_val], order[n_val:]
+        # start from the learned embedding's trunk where there is one: features that already
+        # separate images, so a few labels go further
+        trunk = getattr(getattr(self.embedder, "model", None), "trunk", None)
         model, accuracy = fit_latent_classifier(
-            x[train], t[train], len(classes), epochs=epochs, seed=seed, val_latents=x[val], val_targets=t[val]
+            x[train], t[train], len(classes), epochs=epochs, seed=seed, val_latents=x[val], val_targets=t[val],
+            trunk=trunk,
         )
-        info = {"name": name, "label": label, "classes": classes, "val_accuracy": accuracy,
+        info = {"name": name, "label": label, "classes": classes, "val_accuracy": accuracy, "arch": model.arch,
+                "pretrained_trunk": trunk is not None,
                 "n_train": int(len(train)), "n_val": int(len(val)), "epochs": epochs, "codec_id": self.codec.id}
         folder = self._side / "classifiers"
         folder.mkdir(exist_ok=True)
@@ -718,6 +744,11 @@ class Table:
             info = blob["info"]
             if info["codec_id"] != self.codec.id:
                 raise CodecMismatchError(f"classifier {name!r} was trained on latents of codec {info['codec_id']}")
+            if info.get("arch") != LatentClassifier.arch:
+                raise CodecMismatchError(
+                    f"classifier {name!r} was made by an older mostore ({info.get('arch', 'cnn-v0')}); "
+                    f"fit it again: tbl.fit_classifier({name!r}, label={info.get('label')!r})"
+                )
             model = LatentClassifier(self.codec.config.latent, len(info["classes"]))
             model.load_state_dict(blob["state"])
             self._classifiers[name] = (model.eval(), info)

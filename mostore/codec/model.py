@@ -90,10 +90,11 @@ class CodecModel(nn.Module):
             self.synthesis.linear.weight.copy_(basis.t()[:, :, None, None])
             self.synthesis.linear.bias.copy_(mean)
 
-    def forward(self, x: torch.Tensor, quality: torch.Tensor):
+    def forward(self, x: torch.Tensor, quality: torch.Tensor, with_latents: bool = False):
         """x: (B,3,H,W) in 0..255, H and W multiples of 64; quality: (B,) 0-based level indexes.
 
-        Returns (x_hat, y_likelihoods, z_likelihoods).
+        Returns (x_hat, y_likelihoods, z_likelihoods), and ŷ last with ``with_latents`` (the
+        multitask fine-tuning puts a machine head on it).
         """
         y = self.analysis(x)  # (B, M, H/16, W/16)
         z = self.hyper_analysis(y)  # (B, Z, H/64, W/64)
@@ -105,7 +106,8 @@ class CodecModel(nn.Module):
             residual + torch.empty_like(residual).uniform_(-0.5, 0.5), log_scale.exp() * g
         )
         y_hat = (_ste_round(residual) + mean * g) * self.log_inv_gain[quality].exp()[:, :, None, None]
-        return self.synthesis(y_hat), entropy.likelihood_floor(y_lik), entropy.likelihood_floor(z_lik)
+        out = self.synthesis(y_hat), entropy.likelihood_floor(y_lik), entropy.likelihood_floor(z_lik)
+        return (*out, y_hat) if with_latents else out
 
 
 def rd_loss(x, x_hat, y_lik, z_lik, lambdas: torch.Tensor):

@@ -1,0 +1,118 @@
+"""The learned machine heads: shapes, cost, that they learn, and the store's use of them."""
+
+import numpy as np
+import pytest
+import torch
+
+import mostore
+from conftest import natural_image
+from mostore import heads
+from mostore.heads import (
+    LatentClassifier,
+    LatentEmbedder,
+    LatentNet,
+    LearnedEmbedding,
+    PooledEmbedding,
+    fit_latent_classifier,
+    prepare_latents,
+)
+from mostore.heads_train import fit_embedder, supcon_loss
+
+
+def test_prepare_latents_any_size():
+    for h, w in ((1, 1), (7, 9), (14, 14), (40, 23)):
+        out = prepare_latents(torch.randn(16, h, w))
+        assert out.shape == (1, 16, 14, 14)
+    y = torch.randn(2, 16, 14, 14)
+    assert torch.equal(prepare_latents(y), y)
+    # shrinking averages (antialiased): a constant map stays constant, checkerboards fade
+    board = (torch.arange(56)[:, None] + torch.arange(56)[None]) % 2 * 2.0 - 1.0
+    assert prepare_latents(board.expand(3, 56, 56)).abs().max() < 0.2
+
+
+def test_trunk_macs_match_the_convolutions_that_run():
+    net = LatentNet(192, 64)
+    counted = 0
+
+    def hook(m, args, out):
+        nonlocal counted
+        counted += out.numel() * m.weight[0].numel()
+
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.register_forward_hook(hook)
+    net.eval()(torch.zeros(1, 192, 14, 14))
+    assert counted == net.macs()
+    assert 20e6 < net.macs() < 60e6  # a fraction of a ResNet-18 (1.8 G)
+
+
+def test_classifier_learns_a_separable_problem():
+    gen = torch.Generator().manual_seed(0)
+    t = torch.arange(200) % 2
+    x = torch.randn(200, 8, 14, 14, generator=gen)
+    x[:, 3] += (t * 2 - 1)[:, None, None] * 0.8  # class lives in one channel's mean
+    model, acc = fit_latent_classifier(x[:160], t[:160], 2, epochs=8, val_latents=x[160:], val_targets=t[160:])
+    assert acc >= 0.9
+    assert model.arch == LatentClassifier.arch
+
+
+def test_supcon_loss_prefers_aligned_views():
+    images = torch.tensor([0, 0, 1, 1, 2, 2])
+    labels = torch.tensor([0, 0, 0, 0, 1, 1])
+    aligned = torch.nn.functional.normalize(torch.eye(3).repeat_interleave(2, 0) + 0.01, dim=1)
+    rand = torch.nn.functional.normalize(torch.randn(6, 3, generator=torch.Generator().manual_seed(1)), dim=1)
+    for alpha in (0.0, 1.0):
+        assert supcon_loss(aligned, images, labels, tau=0.1, alpha=alpha) < supcon_loss(
+            rand, images, labels, tau=0.1, alpha=alpha)
+
+
+def _tiny_embedder(tmp_path, channels=16):
+    gen = torch.Generator().manual_seed(0)
+    base = torch.randn(20, channels, 14, 14, generator=gen)
+    views = torch.cat([base + 0.1 * torch.randn(base.shape, generator=gen) for _ in range(3)])
+    groups = torch.arange(20).repeat(3)
+    model = fit_embedder(views, groups % 4, groups, dim=8, epochs=2, batch=8, log=lambda m: None)
+    path = tmp_path / "embed.pt"
+    torch.save({"info": {"dim": 8, "arch": model.arch}, "state": {k: v.half() if v.is_floating_point() else v
+                                                                  for k, v in model.state_dict().items()}}, path)
+    return path
+
+
+def test_learned_embedding_round_trip(tmp_path):
+    emb = LearnedEmbedding.load(_tiny_embedder(tmp_path))
+    assert emb.dim == 8 and emb.id.startswith("learned-")
+    lat = [torch.randn(1, 16, 5, 7), torch.randn(16, 20, 14)]
+    vecs = emb.batch(lat)
+    assert vecs.shape == (2, 8) and vecs.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    assert np.allclose(emb(lat[0]), vecs[0], atol=1e-5)  # batch and single agree
+    assert emb.batch([]).shape == (0, 8)
+    assert isinstance(LatentEmbedder(16, 8)(torch.zeros(2, 16, 14, 14)), torch.Tensor)
+
+
+def test_table_reindexes_when_the_embedding_changes(tmp_path, tiny_codec, monkeypatch):
+    """A table indexed with the fixed pooling (older releases) is re-indexed on open, and says so."""
+    db = mostore.connect(tmp_path / "db", codec=tiny_codec)
+    tbl = db.create_table("t")
+    tbl.add([natural_image(i) for i in range(6)])
+    assert tbl.stats()["embedder"] == PooledEmbedding(16).id
+    learned = LearnedEmbedding.load(_tiny_embedder(tmp_path))
+    monkeypatch.setattr("mostore.store.load_embedder", lambda codec: learned)
+    again = mostore.connect(tmp_path / "db", codec=tiny_codec).open_table("t")
+    hits = again.search(natural_image(3)).limit(3).to_list()
+    assert hits[0]["id"] == 4
+    stats = again.stats()
+    assert stats["embedder"] == learned.id and stats["embedding_dim"] == 8
+    assert stats["reindexed_from"] == PooledEmbedding(16).id and stats["index_count"] == 6
+
+
+def test_shipped_embedder_matches_the_shipped_codec():
+    codec = mostore.Codec.load()
+    path = heads.embedder_path(codec.id)
+    if not path.is_file():
+        pytest.skip("no learned embedding shipped for the default codec")
+    emb = heads.load_embedder(codec)
+    assert isinstance(emb, LearnedEmbedding)
+    y = codec.latents(codec.encode(natural_image(0, (96, 80))))
+    v = emb(y)
+    assert v.shape == (emb.dim,) and abs(np.linalg.norm(v) - 1) < 1e-4
