@@ -1,7 +1,6 @@
 """The learned machine heads: shapes, cost, that they learn, and the store's use of them."""
 
 import numpy as np
-import pytest
 import torch
 
 import mostore
@@ -108,11 +107,39 @@ def test_table_reindexes_when_the_embedding_changes(tmp_path, tiny_codec, monkey
 
 def test_shipped_embedder_matches_the_shipped_codec():
     codec = mostore.Codec.load()
-    path = heads.embedder_path(codec.id)
-    if not path.is_file():
-        pytest.skip("no learned embedding shipped for the default codec")
+    assert heads.embedder_path(codec.id).is_file(), "the default codec ships without its embedding"
     emb = heads.load_embedder(codec)
     assert isinstance(emb, LearnedEmbedding)
     y = codec.latents(codec.encode(natural_image(0, (96, 80))))
     v = emb(y)
     assert v.shape == (emb.dim,) and abs(np.linalg.norm(v) - 1) < 1e-4
+
+
+def test_fit_classifier_starts_from_the_learned_trunk(tmp_path, tiny_codec, monkeypatch):
+    learned = LearnedEmbedding.load(_tiny_embedder(tmp_path))
+    monkeypatch.setattr("mostore.store.load_embedder", lambda codec: learned)
+    tbl = mostore.connect(tmp_path / "db", codec=tiny_codec).create_table("t")
+    red = [np.full((32, 32, 3), (200 + i, 20, 20), np.uint8) for i in range(8)]
+    blue = [np.full((32, 32, 3), (20, 20, 200 + i), np.uint8) for i in range(8)]
+    tbl.add(red + blue, metadata=[{"label": "red"}] * 8 + [{"label": "blue"}] * 8)
+    info = tbl.fit_classifier("colour", label="label", epochs=30)
+    assert info["pretrained_trunk"] and info["arch"] == LatentClassifier.arch
+    assert tbl.classify(np.full((32, 32, 3), (210, 30, 30), np.uint8), classifier="colour")["label"] == "red"
+
+
+def test_shipped_embedder_sees_through_variants():
+    """Flipped, cropped, resized, re-toned and JPEG'd copies find their originals among the samples."""
+    from PIL import Image
+
+    from mostore.cli import SAMPLES
+    from mostore.views import DUPLICATE, variant
+
+    codec = mostore.Codec.load()
+    emb = heads.load_embedder(codec)
+    files = sorted(SAMPLES.glob("*/*.JPEG"))[::2]
+    images = [Image.open(f).convert("RGB") for f in files]
+    rng = np.random.default_rng(0)
+    db = emb.batch([codec.latents(codec.encode(im)) for im in images])
+    queries = emb.batch([codec.latents(codec.encode(variant(im, rng, DUPLICATE))) for im in images])
+    found = (queries @ db.T).argmax(1) == np.arange(len(images))
+    assert found.mean() >= 0.9, found
