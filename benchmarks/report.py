@@ -96,9 +96,24 @@ def tasks_table(r: dict) -> str:
     return "\n".join(lines)
 
 
+def multitask_table(r: dict) -> str:
+    b, m = r["baseline"], r["multitask"]
+    return "\n".join([
+        f"**Multitask codec** (`python -m benchmarks.multitask --weights runs/multitask/codec.pt`): the shipped codec "
+        "fine-tuned with rate + distortion + a classification loss on ŷ (`python -m mostore.multitask`), then the "
+        f"same fresh latent head ({r['epochs']} epochs, same views and seed) trained on each codec's latents.",
+        "",
+        "| codec | top-1 from latents (val) | val bpp | Kodak BD-rate vs shipped |",
+        "|---|---|---|---|",
+        f"| shipped `{b['codec_id']}` | {b['top1']:.3f} | {b['val_bpp']:.3f} | 0 |",
+        f"| multitask `{m['codec_id']}` | {m['top1']:.3f} | {m['val_bpp']:.3f} | {r['kodak_bd_rate_pct']:+.1f}% |",
+    ])
+
+
 def main() -> int:
     parts = []
-    for name, fn in (("rd.json", rd_table), ("dedup.json", dedup_table), ("tasks.json", tasks_table)):
+    for name, fn in (("rd.json", rd_table), ("dedup.json", dedup_table), ("tasks.json", tasks_table),
+                     ("multitask.json", multitask_table)):
         path = RESULTS / name
         if path.exists():
             parts.append(fn(json.loads(path.read_text())))

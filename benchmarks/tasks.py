@@ -2,7 +2,7 @@
 
     python -m benchmarks.tasks [--epochs 30] [--views runs/views]
 
-1. **Classification.** The same head (``mostore.heads.LatentClassifier``: 35 M MACs) is trained
+1. **Classification.** The same head (``mostore.heads.LatentClassifier``: 39 M MACs) is trained
    with the same views, epochs and seed on (a) mostore latents ŷ (entropy decoding only, 192×14×14),
    (b) pixels decoded from mostore and (c) the original pixels; both pixel inputs are 112×112
    folded 8×8 into 192×14×14, the latents' tensor size (the fair "same input size" comparison).
