@@ -4,9 +4,9 @@ Setters check their argument and return the builder; only ``to_list`` / ``to_pan
 
     tbl.search("cat.jpg").where("label = 'cat'").limit(10).to_list()
 
-A query is an image (encoded with the table's codec, then pooled: search happens in the latent
-domain), a stored item id (its stored latents are pooled, nothing is re-encoded) or a vector of
-the index's dimension. ``where`` is a prefilter: the k nearest among the matching rows come back,
+A query is an image (encoded with the table's codec, then embedded from its latents: search
+happens in the latent domain), a stored item id (its stored latents are embedded, nothing is
+re-encoded) or a vector of the index's dimension. ``where`` is a prefilter: the k nearest among the matching rows come back,
 so ``limit(k)`` gives exactly k hits whenever k rows match.
 """
 
