@@ -69,10 +69,10 @@ SYNC_BATCH = 256
 #: indexes smaller than this are written after every change; larger ones at most every interval
 INDEX_SAVE_ALWAYS_BYTES = 32 * 1024 * 1024
 INDEX_SAVE_INTERVAL_S = 30.0
-
-log = logging.getLogger("mostore")
 DEFAULT_CLASSIFIER_EPOCHS = 30
 COMMIT_RETRIES = 8
+
+log = logging.getLogger("mostore")
 
 _BASE_FIELDS = [
     pa.field("id", pa.int64(), nullable=False),
