@@ -52,9 +52,11 @@ def test_ingest_search_reconstruct_info(tmp_path, tiny_codec_path):
     assert report["added"] == 6 and {os.path.basename(s["file"]) for s in report["skipped"]} == {"broken.jpg", "empty.png"}
 
     r = run("search", str(src / "cats" / "1.png"), "--db", str(db), "--table", "t", "-k", "2", "--json")
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
     hits = json.loads(r.stdout)
-    assert r.returncode == 0 and len(hits) == 2 and hits[0]["metadata"]["path"] == "cats/1.png"
+    assert len(hits) == 2 and hits[0]["metadata"]["path"] == "cats/1.png"
     r = run("search", "1", "--db", str(db), "--table", "t", "--where", "label = 'dogs'", "--json")
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
     assert {h["metadata"]["label"] for h in json.loads(r.stdout)} == {"dogs"}
 
     out = tmp_path / "out.png"
