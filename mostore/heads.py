@@ -15,7 +15,9 @@ channels, signed square root) found it first for 86% of a 500-image run.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +65,8 @@ class PooledEmbedding:
 
 #: shipped embedding heads, one file per codec id: ``embed-<codec id>.pt``
 EMBEDDERS_DIR = Path(__file__).parent / "embedders"
+#: latents embedded per forward pass
+EMBED_BATCH = 64
 
 
 def embedder_path(codec_id: str) -> Path:
@@ -86,12 +90,12 @@ class LearnedEmbedding:
 
     @classmethod
     def load(cls, path: Path) -> "LearnedEmbedding":
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        info = blob["info"]
+        raw = Path(path).read_bytes()
+        blob = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
         state = blob["state"]
-        model = LatentEmbedder(int(state["trunk.shift"].shape[0]), int(info["dim"]))
+        model = LatentEmbedder(int(state["trunk.shift"].shape[0]), int(blob["info"]["dim"]))
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-        return cls(model, hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12])
+        return cls(model, hashlib.sha256(raw).hexdigest()[:12])
 
     def __call__(self, latents: torch.Tensor) -> np.ndarray:
         return self.batch([latents])[0]
@@ -104,15 +108,19 @@ class LearnedEmbedding:
             return torch.cat([self.model(b) for b in x.split(EMBED_BATCH)]).numpy().astype(np.float32)
 
 
-EMBED_BATCH = 64
-
-
 def load_embedder(codec) -> "LearnedEmbedding | PooledEmbedding":
-    """The shipped learned embedding for ``codec`` (by its id), else the fixed pooling."""
+    """The shipped learned embedding for ``codec`` (by its id), else the fixed pooling.
+
+    Shipped files are loaded once per process: every table of a codec shares one (read-only) model."""
     path = embedder_path(codec.id)
     if path.is_file():
-        return LearnedEmbedding.load(path)
+        return _shipped_embedding(path)
     return PooledEmbedding(codec.config.latent)
+
+
+@functools.lru_cache(maxsize=None)
+def _shipped_embedding(path: Path) -> LearnedEmbedding:
+    return LearnedEmbedding.load(path)
 
 
 # ---- classification from latents ---------------------------------------------------------
@@ -221,9 +229,6 @@ class LatentClassifier(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(self.trunk(x)))
-
-    def macs(self) -> int:
-        return self.trunk.macs() + self.head.weight.numel()
 
 
 class LatentEmbedder(torch.nn.Module):

@@ -57,7 +57,8 @@ def standard_sets(default_quality: int, qualities: int) -> dict[str, ViewSet]:
 
 def imagenette(data: Path = NETTE) -> tuple[dict[str, list[dict]], list[str]]:
     rows = list(csv.DictReader(open(data / "manifest.csv")))
-    classes = sorted({r["class"] for r in rows}, key=lambda c: int(next(r["label"] for r in rows if r["class"] == c)))
+    label_of = {r["class"]: int(r["label"]) for r in rows}
+    classes = sorted(label_of, key=label_of.__getitem__)
     return {s: [r for r in rows if r["split"] == s] for s in ("train", "val")}, classes
 
 

@@ -48,6 +48,15 @@ class IndexMeta:
     count: int
     kind: str
 
+    @classmethod
+    def read(cls, path: Path) -> "IndexMeta | None":
+        """The meta saved beside the index at ``path`` (``.json``), or None if missing or damaged."""
+        try:
+            raw = json.loads(Path(path).with_suffix(".json").read_text())
+            return cls(**{k: raw[k] for k in ("table_version", "embedder", "count", "kind")})
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
 
 class VectorIndex:
     def __init__(self, dim: int, config: IndexConfig | None = None, index: faiss.Index | None = None):
@@ -164,9 +173,10 @@ class VectorIndex:
     def load(cls, path: Path, dim: int, config: IndexConfig) -> tuple["VectorIndex", IndexMeta] | None:
         """The saved index and its meta, or None when missing, unreadable or inconsistent."""
         path = Path(path)
+        meta = IndexMeta.read(path)
+        if meta is None:
+            return None
         try:
-            raw = json.loads(path.with_suffix(".json").read_text())
-            meta = IndexMeta(**{k: raw[k] for k in ("table_version", "embedder", "count", "kind")})
             index = faiss.read_index(str(path.with_suffix(".faiss")))
         except Exception:  # missing or damaged: the caller rebuilds from the table
             return None

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from mostore.codec.model import Codec, load_model, rd_loss, save_checkpoint
+from mostore.codec.model import Codec, rd_loss, save_checkpoint
 from mostore.codec.train import DEFAULT_DATA, default_sampler
 from mostore.heads import LatentClassifier, prepare_latents
 from mostore.heads_train import imagenette
@@ -100,10 +100,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
 
-    path = Path(args.weights)
-    if not path.suffix:
-        path = Path(__file__).parent / "codec" / "weights" / f"{args.weights}.pt"
-    model, _ = load_model(path)
+    model = Codec.load(args.weights).model  # a name of shipped weights or a checkpoint path
     head = LatentClassifier(model.config.latent, 10)
     if args.head:
         head.load_state_dict(torch.load(args.head, map_location="cpu", weights_only=True))
@@ -124,10 +121,11 @@ def main(argv=None) -> int:
         q = torch.from_numpy(rng.integers(0, model.config.qualities, size=args.batch))
         model.train(not args.freeze_codec)
         head.train()
-        x_hat, y_lik, z_lik, y_hat = model(pad64(x), q, with_latents=True)
+        x = pad64(x)
+        x_hat, y_lik, z_lik, y_hat = model(x, q, with_latents=True)
         ce = F.cross_entropy(head(prepare_latents(y_hat)), t, label_smoothing=0.1)
         if not args.freeze_codec:
-            rd, mse, bpp = rd_loss(pad64(x), x_hat, y_lik, z_lik, lambdas[q])
+            rd, _, _ = rd_loss(x, x_hat, y_lik, z_lik, lambdas[q])
             c = crops.batch(args.batch)
             qc = torch.from_numpy(rng.integers(0, model.config.qualities, size=args.batch))
             rd2, _, _ = rd_loss(c, *model(c, qc), lambdas[qc])

@@ -226,13 +226,6 @@ class Database:
             shutil.rmtree(self.path / SIDE / name, ignore_errors=True)
 
 
-def _saved_embedder(meta_path: Path) -> str | None:
-    try:
-        return str(json.loads(meta_path.read_text())["embedder"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 class Table:
     """One collection of coded images. Obtain it from :meth:`Database.create_table` / ``open_table``."""
 
@@ -566,7 +559,8 @@ class Table:
                 if loaded and loaded[1].embedder == self.embedder.id:
                     self._index, self._index_version = loaded[0], loaded[1].table_version
                 else:
-                    old = _saved_embedder(self._side / "index.json")
+                    saved = IndexMeta.read(self._side / "index")
+                    old = saved.embedder if saved else None
                     if old and old != self.embedder.id:
                         # an index made by another embedding (e.g. the fixed pooling of older
                         # releases): vectors of two embeddings can't share an index, so rebuild
