@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -161,11 +162,16 @@ class VectorIndex:
 
     # persistence
     def save(self, path: Path, meta: IndexMeta) -> None:
+        """Write index then meta, each by rename of a file private to this writer.
+
+        Callers that share the folder with other processes hold the table's file lock, so a
+        reader never pairs one writer's index with another's meta."""
         path = Path(path)
-        tmp = path.with_suffix(".faiss.tmp")
+        private = f"{os.getpid()}-{threading.get_ident()}.tmp"
+        tmp = path.with_suffix(f".faiss.{private}")
         faiss.write_index(self.index, str(tmp))
         os.replace(tmp, path.with_suffix(".faiss"))
-        tmp_meta = path.with_suffix(".json.tmp")
+        tmp_meta = path.with_suffix(f".json.{private}")
         tmp_meta.write_text(json.dumps({**asdict(meta), "config": asdict(self.config)}))
         os.replace(tmp_meta, path.with_suffix(".json"))
 

@@ -107,6 +107,13 @@ def check_id(item_id: Any) -> int:
     return int(item_id)
 
 
+def _fragments(stats) -> int | None:
+    """Fragment count from lancedb's table stats (a dict in lancedb 0.40, an object in some releases)."""
+    frag = stats.get("fragment_stats") if isinstance(stats, dict) else getattr(stats, "fragment_stats", None)
+    count = frag.get("num_fragments") if isinstance(frag, dict) else getattr(frag, "num_fragments", None)
+    return int(count) if count is not None else None
+
+
 def _retry(fn, what: str):
     """Run a Lance write, retrying optimistic-commit conflicts with backoff."""
     for attempt in range(COMMIT_RETRIES):
@@ -419,9 +426,22 @@ class Table:
             index = self._sync_index()
             before = self.version
             _retry(lambda: self._lt.add(batch), "add")
-            index.add(np.asarray(ids), vecs)
-            self._save_index(index, self._version_after(before), force=False)
+            self._after_commit(index, before, lambda: index.add(np.asarray(ids), vecs))
         return ids
+
+    def _after_commit(self, index: VectorIndex, before: int, change) -> None:
+        """Apply a committed write to the index and save it.
+
+        The Lance commit is the write; the index is derived. If updating or saving it fails, the
+        write still stands (it must not be reported as failed): the index is dropped from memory
+        and the next read catches up from the table."""
+        try:
+            change()
+            self._save_index(index, self._version_after(before), force=False)
+        except Exception as exc:  # noqa: BLE001 - any failure here leaves a correct table
+            log.warning("table %r: index update after a commit failed (%s: %s); it will catch up on next use",
+                        self.name, type(exc).__name__, exc)
+            self._index, self._index_version = None, -1
 
     def _version_after(self, before: int) -> int:
         """The version our own commit made if no one else wrote in between, else -1 (catch up later)."""
@@ -509,8 +529,7 @@ class Table:
             index = self._sync_index()
             before = self.version
             _retry(lambda: self._lt.delete(sql), "delete")
-            index.remove(doomed)
-            self._save_index(index, self._version_after(before), force=False)
+            self._after_commit(index, before, lambda: index.remove(doomed))
         return int(len(doomed))
 
     def update(self, item_id: int, metadata: dict) -> dict:
@@ -536,7 +555,8 @@ class Table:
         self._index, self._index_version = index, version
         small = len(index) * self.embedder.dim * 4 < INDEX_SAVE_ALWAYS_BYTES
         if force or small or time.monotonic() - self._index_saved_at > INDEX_SAVE_INTERVAL_S:
-            index.save(self._side / "index", IndexMeta(version, self.embedder.id, len(index), index.kind))
+            with self._file_lock():  # other processes write and read the same two files
+                index.save(self._side / "index", IndexMeta(version, self.embedder.id, len(index), index.kind))
             self._index_saved_at = time.monotonic()
             self._index_dirty = False
         else:
@@ -555,7 +575,8 @@ class Table:
             if self._index is not None and self._index_version == version:
                 return self._index
             if self._index is None:
-                loaded = VectorIndex.load(self._side / "index", self.embedder.dim, self.index_config)
+                with self._file_lock():
+                    loaded = VectorIndex.load(self._side / "index", self.embedder.dim, self.index_config)
                 if loaded and loaded[1].embedder == self.embedder.id:
                     self._index, self._index_version = loaded[0], loaded[1].table_version
                 else:
@@ -661,8 +682,7 @@ class Table:
             _retry(lambda: self._lt.optimize(cleanup_older_than=keep_versions_for), "optimize")
             after = self._lt.stats()
             self._sync_index()
-        frag = lambda st: getattr(getattr(st, "fragment_stats", None), "num_fragments", None)  # noqa: E731
-        return {"fragments_before": frag(before), "fragments_after": frag(after), "version": self.version}
+        return {"fragments_before": _fragments(before), "fragments_after": _fragments(after), "version": self.version}
 
     # ---- classification from latents -----------------------------------------------------
 
