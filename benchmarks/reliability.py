@@ -51,6 +51,7 @@ RESULTS = Path(__file__).parent / "results"
 
 # ---- shared pieces ------------------------------------------------------------------------
 
+
 def test_image(batch: int, j: int, size: tuple[int, int] = (48, 40)) -> np.ndarray:
     """A smooth, seeded colour image for item j of a batch (different for every (batch, j))."""
     rng = np.random.default_rng([batch, j])
@@ -146,9 +147,19 @@ def _context():
 
 
 def _child_setup() -> None:
+    """One torch thread; and exit when the harness dies (a forkserver child would outlive it)."""
     import torch
 
     torch.set_num_threads(1)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+
+        def watch():
+            while parent.is_alive():
+                time.sleep(0.5)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
 
 
 def _free_port() -> int:
@@ -183,6 +194,7 @@ class Journal:
 
 # ---- the children -------------------------------------------------------------------------
 
+
 def _api_child(db_path: str, codec_path: str, journal: str, marks_path: str, first_batch: int) -> None:
     _child_setup()
     import mostore
@@ -206,25 +218,26 @@ def _api_child(db_path: str, codec_path: str, journal: str, marks_path: str, fir
     while True:
         n = batch_size(batch)
         blobs.clear()
-        ids = tbl.add([test_image(batch, j) for j in range(n)],
-                      metadata=[{"batch": batch, "j": j} for j in range(n)])
+        ids = tbl.add([test_image(batch, j) for j in range(n)], metadata=[{"batch": batch, "j": j} for j in range(n)])
         log.append({"batch": batch, "ids": ids, "sha": [sha(b) for b in blobs]})
         marks.count()
         batch += 1
 
 
-def _server_child(db_path: str, codec_path: str, port: int, marks_path: str) -> None:
+def _server_child(db_path: str, codec_path: str, port: int, marks_path: str | None, settings: dict) -> None:
     _child_setup()
     import uvicorn
 
     from server.app import Settings, create_app
 
-    instrument(Marks(Path(marks_path)))
-    app = create_app(Settings(db=Path(db_path), codec=codec_path))
+    if marks_path:
+        instrument(Marks(Path(marks_path)))
+    app = create_app(Settings(db=Path(db_path), codec=codec_path, **settings))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="error")
 
 
 # ---- checking after a kill ----------------------------------------------------------------
+
 
 @dataclass
 class Verdict:
@@ -292,6 +305,7 @@ def verify(db_path: Path, codec, journal: Journal, reconstruct_from: int = 0) ->
 
 # ---- the crash harness --------------------------------------------------------------------
 
+
 def _kill_at(proc, marks: Marks, target: str, warmup: int, rng: random.Random, timeout: float = 60.0) -> str:
     """Wait for ``warmup`` finished batches and then for the ``target`` stage; SIGKILL; return the stage hit."""
     deadline = time.monotonic() + timeout
@@ -328,8 +342,9 @@ def crash_api(workdir: Path, codec_path: str, kills: int, seed: int = 0) -> dict
         for k in range(kills):
             target = targets[k % len(targets)]
             marks.reset()
-            proc = ctx.Process(target=_api_child,
-                               args=(str(db_path), codec_path, str(journal.path), str(marks.path), k * 100_000))
+            proc = ctx.Process(
+                target=_api_child, args=(str(db_path), codec_path, str(journal.path), str(marks.path), k * 100_000)
+            )
             proc.start()
             hit = _kill_at(proc, marks, target, warmup=rng.randint(0, 3), rng=rng)
             verdict = verify(db_path, codec, journal, reconstruct_from=seen_ids)
@@ -348,8 +363,9 @@ def _http_clients(url: str, journal: Journal, first_batch: int, stop: threading.
         with httpx.Client(base_url=url, timeout=30) as c:
             while not stop.is_set():
                 n = batch_size(batch)
-                files = [("files", (f"{batch}-{j}.png", png_bytes(test_image(batch, j)), "image/png"))
-                         for j in range(n)]
+                files = [
+                    ("files", (f"{batch}-{j}.png", png_bytes(test_image(batch, j)), "image/png")) for j in range(n)
+                ]
                 meta = json.dumps([{"batch": batch, "j": j} for j in range(n)])
                 try:
                     r = c.post(f"/tables/{TABLE}/items", files=files, data={"metadata": meta})
@@ -374,8 +390,9 @@ def _http_clients(url: str, journal: Journal, first_batch: int, stop: threading.
         with httpx.Client(base_url=url, timeout=30) as c:
             while not stop.is_set():
                 try:
-                    r = c.post(f"/tables/{TABLE}/search", files={"image": ("q.png", probe, "image/png")},
-                               data={"k": "5"})
+                    r = c.post(
+                        f"/tables/{TABLE}/search", files={"image": ("q.png", probe, "image/png")}, data={"k": "5"}
+                    )
                 except httpx.HTTPError:
                     return
                 stats["status"][r.status_code] = stats["status"].get(r.status_code, 0) + 1
@@ -384,9 +401,12 @@ def _http_clients(url: str, journal: Journal, first_batch: int, stop: threading.
     return [threading.Thread(target=adder, daemon=True), threading.Thread(target=searcher, daemon=True)]
 
 
-def _start_server(ctx, db_path: Path, codec_path: str, marks_path: Path):
+def start_server(db_path: Path, codec_path: str, marks_path: Path | None = None, **settings):
+    """A real uvicorn server (``server.app``) in a child process on a loopback port: (process, url)."""
     port = _free_port()
-    proc = ctx.Process(target=_server_child, args=(str(db_path), codec_path, port, str(marks_path)))
+    proc = _context().Process(
+        target=_server_child, args=(str(db_path), codec_path, port, str(marks_path) if marks_path else None, settings)
+    )
     proc.start()
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -405,7 +425,6 @@ def crash_http(workdir: Path, codec_path: str, kills: int, seed: int = 0) -> dic
     """SIGKILL a real uvicorn server ``kills`` times while clients add and search."""
     from mostore.codec.model import Codec
 
-    ctx = _context()
     rng = random.Random(seed)
     workdir.mkdir(parents=True, exist_ok=True)
     db_path, journal, marks_path = workdir / "db", Journal(workdir / "journal.jsonl"), workdir / "marks"
@@ -420,7 +439,7 @@ def crash_http(workdir: Path, codec_path: str, kills: int, seed: int = 0) -> dic
         for k in range(kills):
             target = targets[k % len(targets)]
             marks.reset()
-            proc, url = _start_server(ctx, db_path, codec_path, marks_path)
+            proc, url = start_server(db_path, codec_path, marks_path)
             before = len(journal.entries())
             stop = threading.Event()
             threads = _http_clients(url, journal, k * 100_000, stop, stats)
@@ -437,7 +456,7 @@ def crash_http(workdir: Path, codec_path: str, kills: int, seed: int = 0) -> dic
             verdict = verify(db_path, codec, journal, reconstruct_from=seen_ids)
             seen_ids = max([seen_ids] + [i + 1 for e in journal.entries() for i in e["ids"]])
             # the restarted server answers: a clean check and a search that finds a stored item
-            proc, url = _start_server(ctx, db_path, codec_path, marks_path)
+            proc, url = start_server(db_path, codec_path, marks_path)
             try:
                 report = httpx.get(f"{url}/tables/{TABLE}/check", timeout=60).json()
                 served = bool(report.get("ok"))
@@ -448,8 +467,16 @@ def crash_http(workdir: Path, codec_path: str, kills: int, seed: int = 0) -> dic
             finally:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.join(10)
-            rounds.append({"kill": k, "target": target, "hit": hit, **asdict(verdict),
-                           "served_after_restart": served, "ok": verdict.ok and served})
+            rounds.append(
+                {
+                    "kill": k,
+                    "target": target,
+                    "hit": hit,
+                    **asdict(verdict),
+                    "served_after_restart": served,
+                    "ok": verdict.ok and served,
+                }
+            )
     finally:
         marks.close()
     out = _summary("http", rounds)
@@ -480,6 +507,7 @@ def _summary(kind: str, rounds: list[dict]) -> dict:
 
 # ---- concurrency --------------------------------------------------------------------------
 
+
 def _worker(target: str, codec_path: str, role: str, idx: int, seconds: float, log_path: str) -> None:
     """One writer, deleter or searcher on the table at ``target`` (a database folder or a server URL)."""
     _child_setup()
@@ -496,6 +524,7 @@ def _worker(target: str, codec_path: str, role: str, idx: int, seconds: float, l
     end = time.monotonic() + seconds
     batch = (idx + 1) * 1_000_000
     with open(log_path, "a") as log:
+
         def record(**entry):
             log.write(json.dumps(entry) + "\n")
             log.flush()
@@ -504,8 +533,9 @@ def _worker(target: str, codec_path: str, role: str, idx: int, seconds: float, l
             try:
                 if role == "writer":
                     n = batch_size(batch)
-                    ids = tbl.add([test_image(batch, j) for j in range(n)],
-                                  metadata=[{"batch": batch, "j": j} for j in range(n)])
+                    ids = tbl.add(
+                        [test_image(batch, j) for j in range(n)], metadata=[{"batch": batch, "j": j} for j in range(n)]
+                    )
                     record(op="add", ok=True, batch=batch, ids=ids)
                     batch += 1
                 elif role == "deleter":
@@ -538,8 +568,16 @@ def _worker(target: str, codec_path: str, role: str, idx: int, seconds: float, l
                 record(op=role, ok=False, error=f"untyped {type(exc).__name__}", message=str(exc))
 
 
-def concurrency(workdir: Path, codec_path: str, *, writers: int = 3, deleters: int = 1, searchers: int = 2,
-                seconds: float = 10.0, http: bool = False) -> dict:
+def concurrency(
+    workdir: Path,
+    codec_path: str,
+    *,
+    writers: int = 3,
+    deleters: int = 1,
+    searchers: int = 2,
+    seconds: float = 10.0,
+    http: bool = False,
+) -> dict:
     """Several processes add, delete and search one table at once; then check what is stored."""
     from mostore.codec.model import Codec
 
@@ -555,14 +593,15 @@ def concurrency(workdir: Path, codec_path: str, *, writers: int = 3, deleters: i
     server = None
     target = str(db_path)
     if http:
-        Marks(workdir / "marks", create=True).close()
-        server, target = _start_server(ctx, db_path, codec_path, workdir / "marks")
+        server, target = start_server(db_path, codec_path)
     roles = ["writer"] * writers + ["deleter"] * deleters + ["searcher"] * searchers
     logs = [workdir / f"{role}-{i}.jsonl" for i, role in enumerate(roles)]
     for p in logs:
         p.unlink(missing_ok=True)
-    procs = [ctx.Process(target=_worker, args=(target, codec_path, role, i, seconds, str(p)))
-             for i, (role, p) in enumerate(zip(roles, logs))]
+    procs = [
+        ctx.Process(target=_worker, args=(target, codec_path, role, i, seconds, str(p)))
+        for i, (role, p) in enumerate(zip(roles, logs))
+    ]
     t0 = time.monotonic()
     for p in procs:
         p.start()
@@ -575,16 +614,22 @@ def concurrency(workdir: Path, codec_path: str, *, writers: int = 3, deleters: i
         if not server_died:
             os.kill(server.pid, signal.SIGKILL)
         server.join(10)
-    ops = [dict(json.loads(line), role=role) for role, p in zip(roles, logs) if p.exists()
-           for line in p.read_text().splitlines()]
+    ops = [
+        dict(json.loads(line), role=role)
+        for role, p in zip(roles, logs)
+        if p.exists()
+        for line in p.read_text().splitlines()
+    ]
     added = [i for o in ops if o["op"] == "add" and o["ok"] for i in o["ids"]]
     deleted = {o["id"] for o in ops if o["op"] == "delete" and o["ok"] and not o.get("raced")}
     stored = [int(i) for i in mostore.connect(db_path, codec=codec).open_table(TABLE)._scan(["id"])["id"].to_pylist()]
     report = mostore.connect(db_path, codec=codec).open_table(TABLE).check()
     expected = (set(added) | seeded) - deleted
     errors = [o for o in ops if not o["ok"]]
-    by_role = {r: {"ops": sum(o["role"] == r for o in ops), "errors": sum(o["role"] == r and not o["ok"] for o in ops)}
-               for r in ("writer", "deleter", "searcher")}
+    by_role = {
+        r: {"ops": sum(o["role"] == r for o in ops), "errors": sum(o["role"] == r and not o["ok"] for o in ops)}
+        for r in ("writer", "deleter", "searcher")
+    }
     return {
         "mode": "http" if http else "processes",
         "processes": {"writers": writers, "deleters": deleters, "searchers": searchers},
@@ -595,8 +640,9 @@ def concurrency(workdir: Path, codec_path: str, *, writers: int = 3, deleters: i
         "reader_errors": by_role["searcher"]["errors"],
         "writer_conflicts": sum(o.get("error") == "ConflictError" for o in errors),
         "untyped_errors": sum(o.get("error", "").startswith("untyped") for o in errors),
-        "other_errors": [f"{o['role']}: {o['error']}: {o['message'][:200]}" for o in errors
-                         if o.get("error") != "ConflictError"][:10],
+        "other_errors": [
+            f"{o['role']}: {o['error']}: {o['message'][:200]}" for o in errors if o.get("error") != "ConflictError"
+        ][:10],
         "duplicate_ids": len(added) - len(set(added)) + len(stored) - len(set(stored)),
         "lost_writes": len(expected - set(stored)),
         "unexpected_rows": len(set(stored) - expected),
@@ -606,12 +652,20 @@ def concurrency(workdir: Path, codec_path: str, *, writers: int = 3, deleters: i
 
 
 def concurrency_ok(out: dict) -> bool:
-    return (out["reader_errors"] == 0 and out["untyped_errors"] == 0 and not out["other_errors"]
-            and out["duplicate_ids"] == 0 and out["lost_writes"] == 0 and out["unexpected_rows"] == 0
-            and out["check_ok"] and not out["server_died"])
+    return (
+        out["reader_errors"] == 0
+        and out["untyped_errors"] == 0
+        and not out["other_errors"]
+        and out["duplicate_ids"] == 0
+        and out["lost_writes"] == 0
+        and out["unexpected_rows"] == 0
+        and out["check_ok"]
+        and not out["server_died"]
+    )
 
 
 # ---- command line -------------------------------------------------------------------------
+
 
 def _codec_arg(name: str, workdir: Path) -> str:
     """A checkpoint path for the children: shipped weights by name, a path, or 'tiny' (a small random codec)."""
@@ -636,8 +690,9 @@ def main(argv=None) -> int:
     import shutil
     import tempfile
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("crash", help="SIGKILL ingest (Python API and HTTP server) at chosen stages")
     c.add_argument("--kills", type=int, default=100, help="kills of a Python-API ingest process")
@@ -656,19 +711,32 @@ def main(argv=None) -> int:
     try:
         codec_path = _codec_arg(args.codec, work)
         if args.cmd == "crash":
-            result = {"api": crash_api(work / "api", codec_path, args.kills, args.seed),
-                      "http": crash_http(work / "http", codec_path, args.http_kills, args.seed)}
+            result = {
+                "api": crash_api(work / "api", codec_path, args.kills, args.seed),
+                "http": crash_http(work / "http", codec_path, args.http_kills, args.seed),
+            }
             for r in result.values():
-                print(f"{r['kind']:5s} kills {r['kills']:4d}  by stage {r['kills_by_stage']}  acked {r['acked_items']}"
-                      f"  lost {r['items_lost']}  partial {r['partial_batches']}  dup {r['duplicate_ids']}"
-                      f"  damaged {r['damaged_rows']}  index disagreements {r['index_disagreements']}"
-                      f"  failed rounds {r['failed_rounds']}")
+                print(
+                    f"{r['kind']:5s} kills {r['kills']:4d}  by stage {r['kills_by_stage']}  acked {r['acked_items']}"
+                    f"  lost {r['items_lost']}  partial {r['partial_batches']}  dup {r['duplicate_ids']}"
+                    f"  damaged {r['damaged_rows']}  index disagreements {r['index_disagreements']}"
+                    f"  failed rounds {r['failed_rounds']}"
+                )
             print(f"http responses {result['http']['responses']}  5xx {result['http']['server_errors']}")
             ok = all(r["failed_rounds"] == 0 for r in result.values()) and result["http"]["server_errors"] == 0
         else:
-            result = {m: concurrency(work / m, codec_path, writers=args.writers, deleters=args.deleters,
-                                     searchers=args.searchers, seconds=args.seconds, http=(m == "http"))
-                      for m in ("processes", "http")}
+            result = {
+                m: concurrency(
+                    work / m,
+                    codec_path,
+                    writers=args.writers,
+                    deleters=args.deleters,
+                    searchers=args.searchers,
+                    seconds=args.seconds,
+                    http=(m == "http"),
+                )
+                for m in ("processes", "http")
+            }
             for r in result.values():
                 print(json.dumps({k: v for k, v in r.items()}, indent=None))
             ok = all(concurrency_ok(r) for r in result.values())

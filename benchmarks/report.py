@@ -110,6 +110,51 @@ def multitask_table(r: dict) -> str:
     ])
 
 
+def reliability_table() -> str:
+    """One table from the four reliability results (whichever exist)."""
+    files = {k: RESULTS / f for k, f in (("crash", "reliability-crash.json"), ("conc", "reliability-concurrency.json"),
+                                         ("hostile", "hostile.json"), ("fuzz", "fuzz.json"))}
+    r = {k: json.loads(p.read_text()) for k, p in files.items() if p.exists()}
+    if not r:
+        return ""
+    rows = ["| check | command | tried | failures |", "|---|---|---|---|"]
+    if "crash" in r:
+        for kind, label in (("api", "SIGKILL during Python-API ingest"), ("http", "SIGKILL of the server under adds + searches")):
+            c = r["crash"][kind]
+            stages = ", ".join(f"{s} {n}" for s, n in c["kills_by_stage"].items() if n)
+            extra = f"; {c['searches']} searches, 5xx: {c['server_errors']}" if kind == "http" else ""
+            rows.append(f"| {label} | `python -m benchmarks.reliability crash` | {c['kills']} kills ({stages});"
+                        f" {c['acked_items']} items acknowledged{extra} | items lost {c['items_lost']}, partial batches"
+                        f" {c['partial_batches']}, duplicate ids {c['duplicate_ids']}, damaged rows {c['damaged_rows']},"
+                        f" index disagreements {c['index_disagreements']} |")
+    if "conc" in r:
+        for mode, c in r["conc"].items():
+            if not isinstance(c, dict):
+                continue
+            p = c["processes"]
+            ops = sum(v["ops"] for v in c["ops"].values())
+            rows.append(f"| concurrent clients ({'one server, ' if mode == 'http' else ''}{p['writers']} writers,"
+                        f" {p['deleters']} deleter, {p['searchers']} searchers, {c['seconds']:.0f} s)"
+                        f" | `python -m benchmarks.reliability concurrency` | {ops} operations, {c['items_added']} added,"
+                        f" {c['items_deleted']} deleted | reader errors {c['reader_errors']}, writer conflicts"
+                        f" {c['writer_conflicts']}, lost writes {c['lost_writes']}, duplicate ids {c['duplicate_ids']} |")
+    if "hostile" in r:
+        h = r["hostile"]
+        http = sum(x["http_cases"] for x in h["summary"])
+        api = sum(x["api_cases"] for x in h["summary"])
+        rows.append(f"| hostile input ({len(h['summary'])} kinds) | `python -m benchmarks.hostile` | {http} over HTTP,"
+                    f" {api} through the API | 5xx {sum(x['http_5xx'] for x in h['summary'])}, untyped"
+                    f" {api - sum(x['api_typed'] for x in h['summary'])}, data changed"
+                    f" {sum(x['data_changed'] for x in h['summary'])} |")
+    if "fuzz" in r:
+        a, s = r["fuzz"]["atheris"], r["fuzz"]["schemathesis"]
+        rows.append(f"| atheris on bitstream, decoder, image loader | `python -m benchmarks.fuzz` | {a['runs']} inputs"
+                    f" | crashes or hangs {0 if a['ok'] else 1} |")
+        rows.append(f"| schemathesis on the OpenAPI schema | `python -m benchmarks.fuzz` | {s['requests']} requests,"
+                    f" {s['operations']} operations | 5xx {s['server_errors']} |")
+    return "\n".join(rows)
+
+
 def main() -> int:
     parts = []
     for name, fn in (("rd.json", rd_table), ("dedup.json", dedup_table), ("tasks.json", tasks_table),
@@ -117,6 +162,7 @@ def main() -> int:
         path = RESULTS / name
         if path.exists():
             parts.append(fn(json.loads(path.read_text())))
+    parts.append(reliability_table())
     print("\n\n".join(parts))
     return 0
 

@@ -183,10 +183,11 @@ class VectorIndex:
         if meta is None:
             return None
         try:
+            # read_index returns the concrete class already; a downcast proxy would not own the
+            # C++ object, which is freed with the first proxy (seen: a garbage ``d`` and a rebuild)
             index = faiss.read_index(str(path.with_suffix(".faiss")))
         except Exception:  # missing or damaged: the caller rebuilds from the table
             return None
-        index = faiss.downcast_index(index)
         if index.d != dim or int(index.ntotal) != meta.count or not isinstance(index, (faiss.IndexIDMap2, faiss.IndexIVF)):
             return None
         return cls(dim, config, index), meta

@@ -376,6 +376,8 @@ def create_app(settings: Settings | None = None, *, codec: mostore.Codec | None 
 def _authorise(request: Request, settings: Settings) -> None:
     if not settings.api_keys or request.url.path in ("/health", "/", "/docs", "/openapi.json"):
         return
+    if request.method == "OPTIONS":  # CORS preflights carry no credentials; the request that follows does
+        return
     key = request.headers.get("x-api-key") or request.query_params.get("key")  # ?key= for <img> tags
     auth = request.headers.get("authorization", "")
     if key is None and auth.lower().startswith("bearer "):

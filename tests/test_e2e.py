@@ -153,3 +153,25 @@ def test_pixel_and_upload_limits(tmp_path, tiny_codec_path):
         assert httpx.get(server.url + "/tables/t/count").json() == {"count": 1}
     finally:
         server.stop()
+
+
+def test_cors_is_closed_unless_configured_and_the_server_binds_loopback(tmp_path, tiny_codec):
+    from fastapi.testclient import TestClient
+
+    from mostore import cli
+    from server.app import Settings, create_app
+
+    evil, app_origin = {"Origin": "https://evil.example"}, {"Origin": "https://app.example"}
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-api-key"}
+    closed = TestClient(create_app(Settings(db=tmp_path / "a"), codec=tiny_codec))
+    assert "access-control-allow-origin" not in closed.get("/tables", headers=evil).headers
+    assert "access-control-allow-origin" not in closed.options("/tables", headers={**evil, **preflight}).headers
+    settings = Settings(db=tmp_path / "b", cors_origins=["https://app.example"], api_keys={"k": "rw"})
+    opened = TestClient(create_app(settings, codec=tiny_codec))
+    r = opened.options("/tables", headers={**app_origin, **preflight})  # a preflight needs no key
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://app.example"
+    r = opened.get("/tables", headers={**app_origin, "X-API-Key": "k"})
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://app.example"
+    assert opened.get("/tables", headers=app_origin).status_code == 401  # the request itself still needs it
+    assert "access-control-allow-origin" not in opened.get("/tables", headers={**evil, "X-API-Key": "k"}).headers
+    assert cli.build_parser().parse_args(["serve", "--db", "x"]).host == "127.0.0.1"

@@ -82,3 +82,27 @@ def test_ivfpq_filtered_search_returns_exactly_k():
     assert len(index) == n - 100
     _, got = index.search(vecs[:20], 10)
     assert not set(got.ravel()) & set(ids[:100])
+
+
+def test_a_saved_index_loads_intact_every_time(tmp_path):
+    """A load must hand back the saved index itself (once it was a proxy of freed memory, and the
+    store rebuilt the whole index on every open)."""
+    import gc
+
+    from mostore.index import IndexMeta
+
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(300, 16)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    saved = VectorIndex(16)
+    saved.add(np.arange(1, 301), vecs)
+    saved.save(tmp_path / "index", IndexMeta(7, "e", 300, saved.kind))
+    for _ in range(30):
+        loaded = VectorIndex.load(tmp_path / "index", 16, IndexConfig())
+        gc.collect()
+        _ = [np.ones(10_000) for _ in range(20)]  # reuse freed memory, as a busy process does
+        assert loaded is not None and loaded[1].table_version == 7
+        index = loaded[0]
+        assert index.index.d == 16 and len(index) == 300
+        scores, ids = index.search(vecs[:3], 1)
+        assert ids[:, 0].tolist() == [1, 2, 3]

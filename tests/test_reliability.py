@@ -54,8 +54,9 @@ def test_the_checker_sees_a_lost_item(tmp_path, tiny_codec_path):
 
 @pytest.mark.parametrize("http", [False, True], ids=["processes", "http"])
 def test_concurrent_writers_deleters_searchers(tmp_path, tiny_codec_path, http):
-    out = rel.concurrency(tmp_path / "c", str(tiny_codec_path), writers=3, deleters=1, searchers=2,
-                          seconds=5.0, http=http)
+    out = rel.concurrency(
+        tmp_path / "c", str(tiny_codec_path), writers=3, deleters=1, searchers=2, seconds=5.0, http=http
+    )
     assert out["ops"]["writer"]["ops"] > 3 and out["ops"]["searcher"]["ops"] > 3 and out["items_deleted"] > 0
     assert rel.concurrency_ok(out), out
 
