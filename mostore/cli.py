@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import json
 import sys
 from pathlib import Path
@@ -156,6 +157,13 @@ def cmd_serve(args) -> int:
 
     from server.app import Settings, create_app
 
+    # one JSON line per request on stderr (request id, route, status, ms); uvicorn's access log is off
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    http_log = logging.getLogger("mostore.http")
+    http_log.addHandler(handler)
+    http_log.setLevel(logging.INFO if args.log_requests else logging.WARNING)
+    http_log.propagate = False
     app = create_app(Settings.from_env(args.db))
     print(f"mostore serving {args.db} at http://{args.host}:{args.port}/  (API docs at /docs)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
@@ -257,12 +265,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--db", default="mostore.db", help="database folder")
     sp.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     sp.add_argument("--port", type=int, default=8000, help="port")
+    sp.add_argument("--quiet", dest="log_requests", action="store_false",
+                    help="no per-request JSON log lines on stderr")
 
     sp = add("demo", cmd_demo, "build a small store from bundled sample images and serve it")
     sp.add_argument("--db", default="demo.mostore", help="database folder (default demo.mostore)")
     sp.add_argument("--host", default="127.0.0.1", help="bind address")
     sp.add_argument("--port", type=int, default=8000, help="port")
     sp.add_argument("--no-serve", action="store_true", help="build the store, run one search, exit")
+    sp.add_argument("--quiet", dest="log_requests", action="store_false",
+                    help="no per-request JSON log lines on stderr")
 
     sp = add("train", cmd_train, "train the codec (see python -m mostore.codec.train --help)")
     sp.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the trainer")

@@ -132,6 +132,10 @@ class RemoteTable:
             form["quality"] = str(quality)
         return self._c.json("POST", f"/tables/{self.name}/items", files=files, data=form)["ids"]
 
+    def items(self, where: str | None = None, *, offset: int = 0, limit: int = 50) -> list[dict]:
+        params = {"offset": offset, "limit": limit, **({"where": where} if where else {})}
+        return self._c.json("GET", f"/tables/{self.name}/items", params=params)["items"]
+
     def get(self, item_id: int) -> dict:
         return self._c.json("GET", f"/tables/{self.name}/items/{_id(item_id)}")
 

@@ -315,6 +315,19 @@ class Table:
         out["metadata"] = meta
         return out
 
+    def items(self, where: str | None = None, *, offset: int = 0, limit: int = 50) -> list[dict]:
+        """A page of items (newest first), optionally filtered: what :meth:`get` returns for each.
+
+        Reads the id column to order the page, then only the page's rows (never the latents)."""
+        for name, value, top in (("offset", offset, 2**62), ("limit", limit, 1000)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= top:
+                raise InvalidInputError(f"{name} must be an int in 0..{top}, not {value!r}")
+        ids = self._scan(["id"], self._sql(where) if where else None)["id"].to_numpy()
+        page = np.sort(ids)[::-1][offset : offset + limit]
+        cols = [c for c in BASE_COLUMNS if c != "latent"] + self.metadata_columns()
+        rows = self._rows(page.tolist(), cols)
+        return [self._describe(rows[i]) for i in page.tolist() if i in rows]
+
     def latent_bytes(self, item_id: int) -> bytes:
         """The stored bitstream of one item, exactly as written."""
         item_id = check_id(item_id)
@@ -341,6 +354,11 @@ class Table:
                 f"item {item_id} was coded by codec {header.codec_id}; table {self.name!r} uses {self.codec.id}"
             )
         return blob
+
+    def size(self) -> tuple[int, int]:
+        """(rows, bytes of stored latents): reads one small column, not the latents."""
+        t = self._scan(["nbytes"])
+        return t.num_rows, int(pa.compute.sum(t["nbytes"]).as_py() or 0)
 
     def stats(self) -> dict:
         """Rows, bytes of latents, bits per pixel, index kind and size, codec id."""

@@ -8,11 +8,15 @@ thread pool, off the event loop. Settings come from the environment, read once h
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import logging
 import os
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,7 @@ from mostore.errors import (
 
 DEFAULT_MAX_UPLOAD = 32 * 1024 * 1024
 MAX_FILES_PER_REQUEST = 256
+THUMB_CACHE_ITEMS = 4096
 IMAGE_FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "webp": ("WEBP", "image/webp")}
 
 
@@ -69,32 +74,80 @@ class Settings:
         )
 
 
+#: latency histogram bounds, seconds
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+log = logging.getLogger("mostore.http")
+
+
+class Histogram:
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[next((i for i, b in enumerate(BUCKETS) if seconds <= b), len(BUCKETS))] += 1
+        self.sum += seconds
+
+    def render(self, name: str, labels: str) -> list[str]:
+        sep = "," if labels else ""
+        out, total = [], 0
+        for bound, n in zip((*BUCKETS, "+Inf"), self.counts):
+            total += n
+            out.append(f'{name}_bucket{{{labels}{sep}le="{bound}"}} {total}')
+        braces = f"{{{labels}}}" if labels else ""
+        out += [f"{name}_sum{braces} {self.sum:.6f}", f"{name}_count{braces} {total}"]
+        return out
+
+
 class Metrics:
-    """Request counts and latency sums per route, in Prometheus text format."""
+    """Prometheus metrics: requests and latency per route, ingest/search/decode timings, items, bytes."""
 
     def __init__(self) -> None:
+        self.lock = threading.Lock()
         self.requests: dict[tuple[str, str, int], int] = {}
-        self.seconds: dict[tuple[str, str], float] = {}
+        self.latency: dict[tuple[str, str], Histogram] = {}
+        self.stages: dict[str, Histogram] = {s: Histogram() for s in ("ingest", "search", "decode")}
         self.items_added = 0
+        self.thumbs_rendered = 0
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        key = (method, route, status)
-        self.requests[key] = self.requests.get(key, 0) + 1
-        self.seconds[(method, route)] = self.seconds.get((method, route), 0.0) + seconds
+        with self.lock:
+            key = (method, route, status)
+            self.requests[key] = self.requests.get(key, 0) + 1
+            self.latency.setdefault((method, route), Histogram()).observe(seconds)
+
+    def stage(self, name: str, seconds: float) -> None:
+        with self.lock:
+            self.stages[name].observe(seconds)
 
     def render(self, db: mostore.Database) -> str:
-        lines = ["# TYPE mostore_http_requests_total counter"]
-        for (m, r, s), n in sorted(self.requests.items()):
-            lines.append(f'mostore_http_requests_total{{method="{m}",route="{r}",status="{s}"}} {n}')
-        lines.append("# TYPE mostore_http_request_seconds_sum counter")
-        for (m, r), t in sorted(self.seconds.items()):
-            lines.append(f'mostore_http_request_seconds_sum{{method="{m}",route="{r}"}} {t:.6f}')
-        lines.append("# TYPE mostore_items_added_total counter")
-        lines.append(f"mostore_items_added_total {self.items_added}")
-        lines.append("# TYPE mostore_table_rows gauge")
+        with self.lock:
+            lines = ["# HELP mostore_http_requests_total HTTP requests by method, route and status.",
+                     "# TYPE mostore_http_requests_total counter"]
+            for (m, r, s), n in sorted(self.requests.items()):
+                lines.append(f'mostore_http_requests_total{{method="{m}",route="{r}",status="{s}"}} {n}')
+            lines += ["# HELP mostore_http_request_duration_seconds Time to answer, by method and route.",
+                      "# TYPE mostore_http_request_duration_seconds histogram"]
+            for (m, r), h in sorted(self.latency.items()):
+                lines += h.render("mostore_http_request_duration_seconds", f'method="{m}",route="{r}"')
+            for stage, what in (("ingest", "one add call: decode input, encode, embed, Lance append, index"),
+                                ("search", "one search: encode or look up the query, embed, FAISS, rows"),
+                                ("decode", "one reconstruction from latents to pixels")):
+                name = f"mostore_{stage}_duration_seconds"
+                lines += [f"# HELP {name} {what}.", f"# TYPE {name} histogram"]
+                lines += self.stages[stage].render(name, "")
+            lines += ["# TYPE mostore_items_added_total counter", f"mostore_items_added_total {self.items_added}",
+                      "# TYPE mostore_thumbnails_rendered_total counter",
+                      f"mostore_thumbnails_rendered_total {self.thumbs_rendered}"]
+        lines += ["# HELP mostore_table_rows Items stored per table.", "# TYPE mostore_table_rows gauge"]
+        sizes = ["# HELP mostore_table_latent_bytes Bytes of stored latents per table.",
+                 "# TYPE mostore_table_latent_bytes gauge"]
         for name in db.table_names():
-            lines.append(f'mostore_table_rows{{table="{name}"}} {db.open_table(name).count_rows()}')
-        return "\n".join(lines) + "\n"
+            rows, nbytes = db.open_table(name).size()
+            lines.append(f'mostore_table_rows{{table="{name}"}} {rows}')
+            sizes.append(f'mostore_table_latent_bytes{{table="{name}"}} {nbytes}')
+        return "\n".join(lines + sizes) + "\n"
 
 
 def _error(exc: MostoreError) -> JSONResponse:
@@ -110,6 +163,8 @@ def create_app(settings: Settings | None = None, *, codec: mostore.Codec | None 
         codec = mostore.Codec.load(settings.codec)
     db = mostore.connect(settings.db, codec=codec, max_pixels=settings.max_pixels)
     metrics = Metrics()
+    thumbs: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+    thumbs_lock = threading.Lock()
     app = FastAPI(title="mostore", version=mostore.__version__, description="A compressed-domain vector database for media.")
     app.state.db = db
     app.state.settings = settings
@@ -132,8 +187,12 @@ def create_app(settings: Settings | None = None, *, codec: mostore.Codec | None 
             response = _error(exc)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
-        metrics.observe(request.method, path, response.status_code, time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        metrics.observe(request.method, path, response.status_code, seconds)
         response.headers["x-request-id"] = request_id
+        log.info(json.dumps({"request_id": request_id, "method": request.method, "route": path,
+                             "path": request.url.path, "status": response.status_code, "ms": round(seconds * 1e3, 2),
+                             "client": request.client.host if request.client else None}))
         return response
 
     @app.exception_handler(MostoreError)
@@ -224,9 +283,17 @@ def create_app(settings: Settings | None = None, *, codec: mostore.Codec | None 
             if not str(quality).isdigit():
                 raise InvalidInputError("quality must be an integer")
             quality = int(quality)
+        t0 = time.perf_counter()
         ids = await run_in_threadpool(lambda: tbl.add(blobs, metadata=meta, quality=quality))
+        metrics.stage("ingest", time.perf_counter() - t0)
         metrics.items_added += len(ids)
         return {"ids": ids}
+
+    @app.get("/tables/{name}/items")
+    def list_items(name: str, where: str | None = None, offset: int = 0, limit: int = 50):
+        """A page of items, newest first, with an optional metadata filter."""
+        tbl = table(name)
+        return {"items": tbl.items(where, offset=offset, limit=limit), "total": tbl.count_rows(where)}
 
     @app.get("/tables/{name}/items/{item_id}")
     def get_item(name: str, item_id: int):
@@ -238,15 +305,65 @@ def create_app(settings: Settings | None = None, *, codec: mostore.Codec | None 
         tbl = table(name)
         return await run_in_threadpool(lambda: tbl.update(item_id, body.get("metadata", body)))
 
+    def etag_of(tbl: mostore.Table, item_id: int, variant: str) -> str:
+        # the stored bytes never change under an id, but a dropped and re-created table reuses ids:
+        # tag by a hash of the bytes themselves
+        digest = hashlib.sha256(tbl.latent_bytes(item_id)).hexdigest()[:20]
+        return f'"{digest}-{variant}"'
+
+    def image_response(request: Request, etag: str, render) -> Response:
+        headers = {"ETag": etag, "Cache-Control": "private, max-age=3600"}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        body, mime = render()
+        return Response(body, media_type=mime, headers=headers)
+
     @app.get("/tables/{name}/items/{item_id}/image")
-    def get_image(name: str, item_id: int, format: str = "png"):
+    def get_image(name: str, item_id: int, request: Request, format: str = "png"):
+        """The image decoded from the stored latents (PNG by default; jpeg/webp at quality 95)."""
         if format not in IMAGE_FORMATS:
             raise InvalidInputError(f"format must be one of {sorted(IMAGE_FORMATS)}")
-        image = table(name).reconstruct(item_id)
-        buf = io.BytesIO()
+        tbl = table(name)
         fmt, mime = IMAGE_FORMATS[format]
-        image.save(buf, fmt, **({"quality": 95} if fmt != "PNG" else {}))
-        return Response(buf.getvalue(), media_type=mime)
+
+        def render():
+            buf = io.BytesIO()
+            t0 = time.perf_counter()
+            image = tbl.reconstruct(item_id)
+            metrics.stage("decode", time.perf_counter() - t0)
+            image.save(buf, fmt, **({"quality": 95} if fmt != "PNG" else {}))
+            return buf.getvalue(), mime
+
+        return image_response(request, etag_of(tbl, item_id, format), render)
+
+    @app.get("/tables/{name}/items/{item_id}/thumb")
+    def get_thumb(name: str, item_id: int, request: Request, size: int = 192):
+        """A JPEG thumbnail (longest side ``size``) decoded from the latents; kept in a small LRU cache."""
+        if not 16 <= size <= 1024:
+            raise InvalidInputError("size must be between 16 and 1024")
+        tbl = table(name)
+        etag = etag_of(tbl, item_id, f"t{size}")
+
+        def render():
+            key = (name, etag)
+            with thumbs_lock:
+                if key in thumbs:
+                    thumbs.move_to_end(key)
+                    return thumbs[key], "image/jpeg"
+            t0 = time.perf_counter()
+            image = tbl.reconstruct(item_id)
+            metrics.stage("decode", time.perf_counter() - t0)
+            image.thumbnail((size, size))
+            buf = io.BytesIO()
+            image.convert("RGB").save(buf, "JPEG", quality=85)
+            with thumbs_lock:
+                thumbs[key] = buf.getvalue()
+                while len(thumbs) > THUMB_CACHE_ITEMS:
+                    thumbs.popitem(last=False)
+            metrics.thumbs_rendered += 1
+            return buf.getvalue(), "image/jpeg"
+
+        return image_response(request, etag, render)
 
     @app.get("/tables/{name}/items/{item_id}/latent")
     def get_latent(name: str, item_id: int):
@@ -323,7 +440,10 @@ def create_app(settings: Settings | None = None, *, codec: mostore.Codec | None 
                 builder = builder.where(where)
             return builder.to_list()
 
-        return {"hits": await run_in_threadpool(run)}
+        t0 = time.perf_counter()
+        hits = await run_in_threadpool(run)
+        metrics.stage("search", time.perf_counter() - t0)
+        return {"hits": hits}
 
     @app.get("/tables/{name}/classifiers")
     def list_classifiers(name: str):

@@ -175,3 +175,27 @@ def test_cors_is_closed_unless_configured_and_the_server_binds_loopback(tmp_path
     assert opened.get("/tables", headers=app_origin).status_code == 401  # the request itself still needs it
     assert "access-control-allow-origin" not in opened.get("/tables", headers={**evil, "X-API-Key": "k"}).headers
     assert cli.build_parser().parse_args(["serve", "--db", "x"]).host == "127.0.0.1"
+
+
+def test_metrics_histograms_and_request_logs(tmp_path, tiny_codec, caplog):
+    import logging
+
+    from fastapi.testclient import TestClient
+
+    from server.app import Settings, create_app
+
+    client = TestClient(create_app(Settings(db=tmp_path / "m"), codec=tiny_codec))
+    client.post("/tables", json={"name": "t"}).raise_for_status()
+    png = io.BytesIO()
+    Image.fromarray(natural_image(3)).save(png, "PNG")
+    client.post("/tables/t/items", files=[("files", ("a.png", png.getvalue()))]).raise_for_status()
+    with caplog.at_level(logging.INFO, logger="mostore.http"):
+        r = client.post("/tables/t/search", json={"id": 1, "k": 1}, headers={"X-Request-Id": "req-42"})
+    assert r.headers["x-request-id"] == "req-42"
+    lines = [json.loads(rec.getMessage()) for rec in caplog.records if rec.name == "mostore.http"]
+    assert lines[-1]["request_id"] == "req-42" and lines[-1]["route"] == "/tables/{name}/search"
+    assert lines[-1]["status"] == 200 and lines[-1]["ms"] > 0
+    text = client.get("/metrics").text
+    assert 'mostore_http_request_duration_seconds_bucket{method="POST",route="/tables/{name}/search",le="+Inf"} 1' in text
+    assert "mostore_ingest_duration_seconds_count 1" in text and "mostore_search_duration_seconds_count 1" in text
+    assert 'mostore_table_rows{table="t"} 1' in text and 'mostore_table_latent_bytes{table="t"}' in text

@@ -215,3 +215,17 @@ def test_optimize_keeps_everything(tmp_path, tiny_codec, images):
     assert result["fragments_after"] is None or result["fragments_after"] <= result["fragments_before"]
     assert [h["id"] for h in tbl.search(2).limit(10).to_list()] == before
     assert tbl.count_rows() == 4 and tbl.check()["ok"]
+
+
+def test_items_pages_newest_first_with_a_filter(db, images):
+    tbl = db.create_table("paged")
+    ids = tbl.add(images[:7], metadata=[{"n": i, "odd": i % 2 == 1} for i in range(7)])
+    assert [it["id"] for it in tbl.items(limit=3)] == ids[::-1][:3]
+    assert [it["id"] for it in tbl.items(limit=3, offset=6)] == [ids[0]]
+    assert [it["metadata"]["n"] for it in tbl.items("odd = TRUE")] == [5, 3, 1]
+    assert "latent" not in tbl.items(limit=1)[0]
+    for bad in ({"limit": -1}, {"limit": 10**6}, {"offset": -2}):
+        with pytest.raises(mostore.InvalidInputError):
+            tbl.items(**bad)
+    with pytest.raises(mostore.FilterError):
+        tbl.items("n = 'x'; DROP TABLE paged")
