@@ -104,9 +104,21 @@ def cmd_delete(args) -> int:
     return 0
 
 
+def _progress(args, table, desc: str) -> dict:
+    """kwargs giving a local table's long call a progress bar on stderr (none for --json, --quiet or a server)."""
+    from tqdm import tqdm
+
+    from mostore.store import Table
+
+    if not isinstance(table, Table) or args.json or getattr(args, "quiet", False):
+        return {}
+    bar = tqdm(total=table.count_rows(), unit="item", desc=desc, file=sys.stderr, leave=False)
+    return {"progress": bar.update}
+
+
 def cmd_reindex(args) -> int:
-    db = _connect(args)
-    result = db.open_table(args.table).reindex()
+    table = _connect(args).open_table(args.table)
+    result = table.reindex(**_progress(args, table, "reindex"))
     _print(args, result, f"indexed {result['indexed']} of {result['rows']} rows ({result['kind']})")
     return 0
 
@@ -135,7 +147,8 @@ def cmd_classify(args) -> int:
 
 
 def cmd_check(args) -> int:
-    report = _connect(args).open_table(args.table).check()
+    table = _connect(args).open_table(args.table)
+    report = table.check(**_progress(args, table, "check"))
     text = (f"{report['rows']} rows, {len(report['damaged'])} damaged, index {report['index_count']} "
             f"(missing {report['index_missing']}, extra {report['index_extra']}): {'ok' if report['ok'] else 'PROBLEMS'}")
     for d in report["damaged"]:
@@ -241,9 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("reindex", cmd_reindex, "rebuild a table's vector index from its stored latents")
     db_args(sp)
+    sp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     sp = add("check", cmd_check, "verify every stored bitstream and the index (exit 4 on problems)")
     db_args(sp)
+    sp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     sp = add("optimize", cmd_optimize, "compact the table's files and drop old versions")
     db_args(sp)

@@ -442,7 +442,9 @@ class Table:
                     columns[key] = pa.array([m.get(key) for m in metas], schema[key])
             batch = pa.table(columns)
             index = self._sync_index()
-            before = self.version
+            # the version the index covers, not a fresh read: another process may commit in between,
+            # and our index would then claim a version whose rows it lacks
+            before = self._index_version
             _retry(lambda: self._lt.add(batch), "add")
             self._after_commit(index, before, lambda: index.add(np.asarray(ids), vecs))
         return ids
@@ -545,7 +547,7 @@ class Table:
             if len(doomed) == 0:
                 return 0
             index = self._sync_index()
-            before = self.version
+            before = self._index_version  # as in add()
             _retry(lambda: self._lt.delete(sql), "delete")
             self._after_commit(index, before, lambda: index.remove(doomed))
         return int(len(doomed))
@@ -613,7 +615,7 @@ class Table:
             self._save_index(self._index, version)
             return self._index
 
-    def _catch_up(self, index: VectorIndex) -> None:
+    def _catch_up(self, index: VectorIndex, progress=None) -> None:
         table_ids = self._scan(["id"])["id"].to_numpy()
         held = index.ids()
         extra = np.setdiff1d(held, table_ids, assume_unique=False)
@@ -631,13 +633,15 @@ class Table:
                     continue  # a damaged row stays out of the index; `mostore check` reports it
             if ids:
                 index.add(np.asarray(ids), self.embedder.batch(latents))
+            if progress is not None:
+                progress(len(chunk))
 
-    def reindex(self) -> dict:
-        """Rebuild the index from the stored latents."""
+    def reindex(self, progress=None) -> dict:
+        """Rebuild the index from the stored latents; ``progress(n)`` is called as rows are done."""
         with self._lock:
             (self._side / "index.json").unlink(missing_ok=True)
             self._index, self._index_version = VectorIndex(self.embedder.dim, self.index_config), -1
-            self._catch_up(self._index)
+            self._catch_up(self._index, progress)
             self._save_index(self._index, self.version)
         return {"rows": self.count_rows(), "indexed": len(self._index), "kind": self._index.kind}
 
@@ -664,10 +668,11 @@ class Table:
 
     # ---- maintenance -----------------------------------------------------------------------
 
-    def check(self) -> dict:
+    def check(self, progress=None) -> dict:
         """Verify every stored bitstream (structure, checksum, codec) and the index's agreement.
 
-        Reads latents in batches; returns counts and the ids of damaged rows."""
+        Reads latents in batches (``progress(n)`` is called after each); returns counts and the
+        ids of damaged rows."""
         damaged: list[dict] = []
         all_ids = self._scan(["id"])["id"].to_numpy()
         for start in range(0, len(all_ids), SYNC_BATCH):
@@ -677,6 +682,8 @@ class Table:
                     self._checked(row["latent"], item_id)
                 except (CorruptBitstreamError, CodecMismatchError) as exc:
                     damaged.append({"id": item_id, "error": type(exc).__name__, "message": str(exc)})
+            if progress is not None:
+                progress(len(rows))
         index = self._sync_index()
         held = index.ids()
         bad = {d["id"] for d in damaged}

@@ -78,3 +78,17 @@ def test_demo_builds_a_store(tmp_path):
     r = run("demo", "--db", str(tmp_path / "demo"), "--no-serve")
     assert r.returncode == 0, r.stderr
     assert "table 'samples' with 40 images" in r.stdout and "nearest to item 1" in r.stdout
+
+
+def test_reindex_and_check_show_progress_unless_json(tmp_path, tiny_codec, capsys):
+    import mostore
+
+    db = tmp_path / "p.mostore"
+    # the table records its checkpoint's path, so the CLI opens it with the tiny codec
+    mostore.connect(db, codec=tiny_codec).create_table("t").add([natural_image(i) for i in range(3)])
+    assert cli.main(["reindex", "--db", str(db), "-t", "t"]) == 0
+    out = capsys.readouterr()
+    assert "indexed 3 of 3 rows" in out.out and "reindex" in out.err
+    assert cli.main(["check", "--db", str(db), "-t", "t", "--json"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["ok"] is True and "check" not in out.err

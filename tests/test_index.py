@@ -106,3 +106,23 @@ def test_a_saved_index_loads_intact_every_time(tmp_path):
         assert index.index.d == 16 and len(index) == 300
         scores, ids = index.search(vecs[:3], 1)
         assert ids[:, 0].tolist() == [1, 2, 3]
+
+
+def test_a_commit_by_another_process_between_sync_and_add_is_not_hidden(tmp_path, tiny_codec, images):
+    """The race the concurrency harness caught: B commits after A synced its index but before A
+    commits; A's saved index must not claim A's version while lacking B's row."""
+    a = mostore.connect(tmp_path / "db", codec=tiny_codec).create_table("t")
+    b = mostore.connect(tmp_path / "db", codec=tiny_codec).open_table("t")
+    a.add(images[0])
+    synced = a._sync_index
+
+    def sync_then_other_writer():
+        index = synced()
+        b.add(images[1])
+        return index
+
+    a._sync_index = sync_then_other_writer
+    a.add(images[2])
+    fresh = mostore.connect(tmp_path / "db", codec=tiny_codec).open_table("t")
+    report = fresh.check()
+    assert report["ok"] and report["index_count"] == 3, report

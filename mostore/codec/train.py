@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from mostore.codec.model import CodecConfig, CodecModel, load_model, rd_loss, save_checkpoint
 
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with photos/ and imagenette/")
     ap.add_argument("--steps", type=int, default=10**9, help="stop after this many steps in total")
     ap.add_argument("--minutes", type=float, default=60.0, help="stop after this much wall time")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar: print a line every 25 steps instead")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--lr", type=float, default=3e-4)
@@ -186,8 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.save({"config": cfg, "state": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp)
         tmp.replace(last)
 
+    # a step count when one was given, else the bar just counts (the run stops on --minutes)
+    bar = tqdm(total=args.steps if args.steps < 10**9 else None, initial=step, unit="step", desc="train", file=sys.stderr, disable=args.quiet)
     for loss, mse, bpp in train_steps(model, optimizer, sampler, args.steps - step, args.batch, rng):
         step += 1
+        bar.update(1)
         window.append((loss, mse, bpp))
         if step % 25 == 0:
             lo, ms, bp = (float(np.mean(v)) for v in zip(*window))
@@ -196,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"step {step} loss {lo:.4f} psnr {10 * math.log10(255**2 / max(ms, 1e-9)):.2f} "
                 f"bpp {bp:.3f} ({(time.time() - t0) / 60:.1f} min)"
             )
-            print(line, flush=True)
+            bar.set_postfix_str(line.split(" ", 2)[2])
+            if args.quiet:
+                print(line, flush=True)
             log.write(line + "\n")
             log.flush()
         if step % args.save_every == 0:
@@ -206,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                 group["lr"] = args.lr / 10
         if time.time() - t0 > args.minutes * 60:
             break
+    bar.close()
     save()
     print(f"saved step {step} to {last}", flush=True)
     return 0
