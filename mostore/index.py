@@ -24,13 +24,15 @@ import numpy as np
 
 from mostore.errors import InvalidInputError
 
-KINDS = ("auto", "flat", "ivfpq")
+KINDS = ("auto", "flat", "ivfsq", "ivfpq")
 
 
 @dataclass
 class IndexConfig:
-    """How a table's index is built. ``kind``: auto (flat, then IVF-PQ past the threshold),
-    flat (always exact) or ivfpq."""
+    """How a table's index is built. ``kind``: auto (flat, then IVF-SQ8 past the threshold),
+    flat (always exact), ivfsq (inverted lists of 8-bit scalar-quantised vectors: a quarter of
+    float32's memory, recall close to exact) or ivfpq (product-quantised to ``pq_bytes`` per
+    vector: smallest, lowest recall)."""
 
     kind: str = "auto"
     flat_threshold: int = 50_000
@@ -70,7 +72,13 @@ class VectorIndex:
 
     @property
     def kind(self) -> str:
+        if isinstance(self.index, faiss.IndexIVFScalarQuantizer):
+            return "ivfsq"
         return "ivfpq" if isinstance(self.index, faiss.IndexIVF) else "flat"
+
+    @property
+    def is_ivf(self) -> bool:
+        return isinstance(self.index, faiss.IndexIVF)
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -98,7 +106,7 @@ class VectorIndex:
         if len(ids) == 0:
             return 0
         # a hashtable direct map (IVF) can only remove by an explicit array
-        sel = faiss.IDSelectorArray(ids) if self.kind == "ivfpq" else faiss.IDSelectorBatch(ids)
+        sel = faiss.IDSelectorArray(ids) if self.is_ivf else faiss.IDSelectorBatch(ids)
         return int(self.index.remove_ids(sel))
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
@@ -106,25 +114,29 @@ class VectorIndex:
         return np.stack([self.index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.dim), np.float32)
 
     def _maybe_grow(self) -> None:
-        want_ivf = self.config.kind == "ivfpq" or (
+        want_ivf = self.config.kind in ("ivfsq", "ivfpq") or (
             self.config.kind == "auto" and len(self) > self.config.flat_threshold
         )
         if want_ivf and self.kind == "flat" and len(self) >= 1000:
-            self.rebuild_ivfpq()
+            self.rebuild_ivf()
 
-    def rebuild_ivfpq(self) -> None:
-        """Train an IVF-PQ on the vectors held now and move them into it."""
+    def rebuild_ivf(self) -> None:
+        """Train an IVF index (SQ8, or PQ when configured) on the vectors held now and move them in."""
         ids = self.ids()
-        if self.kind == "flat":
+        if not self.is_ivf:
             vecs = faiss.downcast_index(self.index.index).reconstruct_n(0, len(ids))
         else:
             vecs = self.vectors(ids)
         # ~4·sqrt(n) lists, with at least 39 training points per centroid (FAISS's advice)
         nlist = int(max(1, min(65536, 4 * np.sqrt(len(ids)), len(ids) // 39)))
-        m = self.config.pq_bytes if self.dim % self.config.pq_bytes == 0 else 1
         quantizer = faiss.IndexFlatIP(self.dim)
-        nbits = int(min(8, max(4, np.log2(max(16, len(ids) // 39)))))
-        ivf = faiss.IndexIVFPQ(quantizer, self.dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
+        if self.config.kind == "ivfpq":
+            m = self.config.pq_bytes if self.dim % self.config.pq_bytes == 0 else 1
+            nbits = int(min(8, max(4, np.log2(max(16, len(ids) // 39)))))
+            ivf = faiss.IndexIVFPQ(quantizer, self.dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
+        else:
+            ivf = faiss.IndexIVFScalarQuantizer(quantizer, self.dim, nlist, faiss.ScalarQuantizer.QT_8bit,
+                                                faiss.METRIC_INNER_PRODUCT)
         sample = vecs[np.random.default_rng(0).permutation(len(vecs))[: max(nlist * 40, 10_000)]]
         ivf.train(sample)
         ivf.nprobe = self.config.nprobe
@@ -140,7 +152,7 @@ class VectorIndex:
         if len(self) == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         params = None
-        is_ivf = self.kind == "ivfpq"
+        is_ivf = self.is_ivf
         if allowed is not None:
             sel = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
             if is_ivf:

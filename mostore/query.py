@@ -48,6 +48,15 @@ def check_vector(vector: Any, dim: int) -> np.ndarray:
     return v / norm
 
 
+def check_columns(columns: Any, known: list[str]) -> list[str]:
+    if not isinstance(columns, (list, tuple)) or not all(isinstance(c, str) for c in columns):
+        raise InvalidInputError("select takes a list of metadata column names")
+    unknown = [c for c in columns if c not in known]
+    if unknown:
+        raise InvalidInputError(f"no metadata columns {unknown}; columns: {known}")
+    return list(columns)
+
+
 class Query:
     def __init__(self, table, query: Any):
         self._table = table
@@ -55,6 +64,7 @@ class Query:
         self._where: str | None = None
         self._k = DEFAULT_K
         self._vector: np.ndarray | None = None
+        self._columns: list[str] | None = None  # None: every metadata column
         self._check_query()
 
     def _check_query(self) -> None:
@@ -84,6 +94,12 @@ class Query:
         self._k = check_k(k)
         return self
 
+    def select(self, columns: list[str]) -> "Query":
+        """Return only these metadata columns with each hit; ``[]`` returns ids and scores alone,
+        without reading any row (the fastest form)."""
+        self._columns = check_columns(columns, self._table.metadata_columns())
+        return self
+
     def vector(self) -> np.ndarray:
         """The query's embedding."""
         if self._vector is None:
@@ -99,7 +115,7 @@ class Query:
     def to_list(self) -> list[dict]:
         """Hits, best first: ``{"id", "score", "metadata"}``."""
         hits = self._table._knn(self.vector(), self._k, self._where)
-        return self._table.describe_hits(hits)
+        return self._table.describe_hits(hits, self._columns)
 
     def to_pandas(self):
         import pandas as pd

@@ -206,6 +206,7 @@ class RemoteQuery:
         self._query = query
         self._where: str | None = None
         self._k = DEFAULT_K
+        self._columns: list[str] | None = None
 
     def where(self, filter: str) -> "RemoteQuery":
         if not isinstance(filter, str):
@@ -219,19 +220,28 @@ class RemoteQuery:
         self._k = check_k(k)
         return self
 
+    def select(self, columns: list[str]) -> "RemoteQuery":
+        if not isinstance(columns, (list, tuple)) or not all(isinstance(c, str) for c in columns):
+            raise InvalidInputError("select takes a list of metadata column names")
+        self._columns = list(columns)
+        return self
+
     def to_list(self) -> list[dict]:
         q = self._query
         path = f"/tables/{self._t.name}/search"
+        extra = {**({"where": self._where} if self._where else {}),
+                 **({"select": self._columns} if self._columns is not None else {})}
         if isinstance(q, (int, np.integer)) and not isinstance(q, bool):
-            body = {"id": int(q), "k": self._k, **({"where": self._where} if self._where else {})}
+            body = {"id": int(q), "k": self._k, **extra}
             return self._t._c.json("POST", path, json=body)["hits"]
         if isinstance(q, (list, tuple)) or (isinstance(q, np.ndarray) and q.dtype != np.uint8):
             vec = np.asarray(q, dtype=np.float64)
             if not np.all(np.isfinite(vec)):
                 raise InvalidInputError("query vector holds NaN or infinite values")
-            body = {"vector": vec.tolist(), "k": self._k, **({"where": self._where} if self._where else {})}
+            body = {"vector": vec.tolist(), "k": self._k, **extra}
             return self._t._c.json("POST", path, json=body)["hits"]
-        form = {"k": str(self._k), **({"where": self._where} if self._where else {})}
+        form = {"k": str(self._k), **({"where": self._where} if self._where else {}),
+                **({"select": json.dumps(self._columns)} if self._columns is not None else {})}
         files = {"image": ("query", _image_bytes(q), "application/octet-stream")}
         return self._t._c.json("POST", path, files=files, data=form)["hits"]
 

@@ -33,6 +33,7 @@ import re
 import shutil
 import threading
 import time
+import warnings
 import weakref
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -71,6 +72,10 @@ INDEX_SAVE_ALWAYS_BYTES = 32 * 1024 * 1024
 INDEX_SAVE_INTERVAL_S = 30.0
 DEFAULT_CLASSIFIER_EPOCHS = 30
 COMMIT_RETRIES = 8
+#: a table whose last commit is older than this answers version checks from a stat of its folder
+VERSION_STAMP_MARGIN_S = 2.0
+#: tables at least this large get a B-tree index on id at optimize()
+ID_INDEX_MIN_ROWS = 10_000
 
 log = logging.getLogger("mostore")
 
@@ -253,6 +258,10 @@ class Table:
         self._classifiers: dict[str, tuple] = {}
         self._index_dirty = False
         self._lock = threading.RLock()
+        self._versions_dir = db.path / f"{name}.lance" / "_versions"
+        self._version_stamp: int | None = None
+        self._cached_version = -1
+        self._ds = None  # (version, lance dataset) reused while the version stands
         atexit.register(_flush_at_exit, weakref.ref(self))
 
     def __repr__(self) -> str:
@@ -262,10 +271,27 @@ class Table:
 
     @property
     def version(self) -> int:
-        return int(self._lt.version)
+        """The latest committed version (by any process).
+
+        Asking Lance costs about a millisecond; every commit adds a file to the table's
+        ``_versions`` folder, so while that folder's mtime is unchanged the last answer stands.
+        A recent mtime is never trusted (a coarse clock could hide a second commit in the same
+        tick): within VERSION_STAMP_MARGIN_S of a commit every call asks Lance."""
+        try:
+            stamp = os.stat(self._versions_dir).st_mtime_ns
+        except OSError:
+            stamp = None
+        recent = stamp is None or time.time_ns() - stamp < VERSION_STAMP_MARGIN_S * 1e9
+        if recent or stamp != self._version_stamp:
+            self._cached_version = int(self._lt.version)
+            self._version_stamp = stamp
+        return self._cached_version
 
     def _dataset(self):
-        return self._lt.to_lance()
+        version = self.version
+        if self._ds is None or self._ds[0] != version:
+            self._ds = (version, self._lt.to_lance())
+        return self._ds[1]
 
     def _scan(self, columns: list[str], where: str | None = None) -> pa.Table:
         return self._dataset().to_table(columns=columns, filter=where)
@@ -704,10 +730,19 @@ class Table:
         so keep a margin when other processes read old versions."""
         with self._lock:
             before = self._lt.stats()
+            if self.count_rows() >= ID_INDEX_MIN_ROWS and not self._has_scalar_index("id"):
+                # a B-tree on id turns the row lookups behind every search hit from a scan into a seek;
+                # lance's optimize below keeps it up to date with later appends
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # lancedb marks create_scalar_index deprecated
+                    _retry(lambda: self._lt.create_scalar_index("id", index_type="BTREE"), "create id index")
             _retry(lambda: self._lt.optimize(cleanup_older_than=keep_versions_for), "optimize")
             after = self._lt.stats()
             self._sync_index()
         return {"fragments_before": _fragments(before), "fragments_after": _fragments(after), "version": self.version}
+
+    def _has_scalar_index(self, column: str) -> bool:
+        return any(column in getattr(ix, "columns", []) for ix in self._lt.list_indices())
 
     # ---- classification from latents -----------------------------------------------------
 
@@ -833,8 +868,10 @@ class Table:
                     _retry(lambda: self._lt.update(where=where, values={column: label}), "classify_all")
         return {"column": column, "counts": {k: len(v) for k, v in sorted(by_class.items())}}
 
-    def describe_hits(self, hits: list[tuple[int, float]]) -> list[dict]:
-        cols = ["id"] + self.metadata_columns()
+    def describe_hits(self, hits: list[tuple[int, float]], columns: list[str] | None = None) -> list[dict]:
+        if columns == []:  # ids and scores only: no row is read
+            return [{"id": item_id, "score": score, "metadata": {}} for item_id, score in hits]
+        cols = ["id"] + (self.metadata_columns() if columns is None else columns)
         rows = self._rows([h[0] for h in hits], cols)
         out = []
         for item_id, score in hits:

@@ -56,6 +56,8 @@ class Settings:
     #: codec weights (shipped name or checkpoint path) for tables created over HTTP
     codec: str | None = None
     max_pixels: int = MAX_PIXELS
+    #: IVF lists probed per search (None: mostore's default)
+    nprobe: int | None = None
 
     @classmethod
     def from_env(cls, db: str | Path | None = None) -> "Settings":
@@ -71,6 +73,7 @@ class Settings:
             cors_origins=origins,
             codec=os.environ.get("MOSTORE_CODEC") or None,
             max_pixels=int(os.environ.get("MOSTORE_MAX_PIXELS", MAX_PIXELS)),
+            nprobe=int(os.environ["MOSTORE_NPROBE"]) if os.environ.get("MOSTORE_NPROBE") else None,
         )
 
 
@@ -161,7 +164,8 @@ def create_app(settings: Settings | None = None, *, codec: mostore.Codec | None 
     settings = settings or Settings.from_env()
     if codec is None and settings.codec:
         codec = mostore.Codec.load(settings.codec)
-    db = mostore.connect(settings.db, codec=codec, max_pixels=settings.max_pixels)
+    index = mostore.IndexConfig(nprobe=settings.nprobe) if settings.nprobe else None
+    db = mostore.connect(settings.db, codec=codec, max_pixels=settings.max_pixels, index=index)
     metrics = Metrics()
     thumbs: OrderedDict[tuple[str, str], bytes] = OrderedDict()
     thumbs_lock = threading.Lock()
@@ -190,9 +194,10 @@ def create_app(settings: Settings | None = None, *, codec: mostore.Codec | None 
         seconds = time.perf_counter() - start
         metrics.observe(request.method, path, response.status_code, seconds)
         response.headers["x-request-id"] = request_id
-        log.info(json.dumps({"request_id": request_id, "method": request.method, "route": path,
-                             "path": request.url.path, "status": response.status_code, "ms": round(seconds * 1e3, 2),
-                             "client": request.client.host if request.client else None}))
+        if log.isEnabledFor(logging.INFO):
+            log.info(json.dumps({"request_id": request_id, "method": request.method, "route": path,
+                                 "path": request.url.path, "status": response.status_code,
+                                 "ms": round(seconds * 1e3, 2), "client": request.client.host if request.client else None}))
         return response
 
     @app.exception_handler(MostoreError)
@@ -416,7 +421,12 @@ def create_app(settings: Settings | None = None, *, codec: mostore.Codec | None 
             if image is None or isinstance(image, str):
                 raise InvalidInputError("multipart search needs the query image in a part named 'image'")
             query: Any = await image.read()
-            k, where = data.get("k", q.DEFAULT_K), data.get("where")
+            k, where, select = data.get("k", q.DEFAULT_K), data.get("where"), data.get("select")
+            if select is not None:
+                try:
+                    select = json.loads(select)
+                except ValueError as exc:
+                    raise InvalidInputError("select must be a JSON list of column names") from exc
             if isinstance(k, str):
                 if not k.strip().lstrip("-").isdigit():
                     raise InvalidInputError("k must be an integer")
@@ -430,7 +440,7 @@ def create_app(settings: Settings | None = None, *, codec: mostore.Codec | None 
                 raise InvalidInputError("id must be an integer")
             if "vector" in body and not isinstance(query, list):
                 raise InvalidInputError("vector must be a list of numbers")
-            k, where = body.get("k", q.DEFAULT_K), body.get("where")
+            k, where, select = body.get("k", q.DEFAULT_K), body.get("where"), body.get("select")
         if where is not None and not isinstance(where, str):
             raise InvalidInputError("where must be a string")
 
@@ -438,6 +448,8 @@ def create_app(settings: Settings | None = None, *, codec: mostore.Codec | None 
             builder = tbl.search(query).limit(k)
             if where:
                 builder = builder.where(where)
+            if select is not None:
+                builder = builder.select(select)
             return builder.to_list()
 
         t0 = time.perf_counter()

@@ -229,3 +229,15 @@ def test_items_pages_newest_first_with_a_filter(db, images):
             tbl.items(**bad)
     with pytest.raises(mostore.FilterError):
         tbl.items("n = 'x'; DROP TABLE paged")
+
+
+def test_select_returns_chosen_columns_or_ids_alone(db, images):
+    tbl = db.create_table("sel")
+    tbl.add(images[:4], metadata=[{"a": i, "b": f"x{i}"} for i in range(4)])
+    full = tbl.search(images[1]).limit(3).to_list()
+    only_a = tbl.search(images[1]).limit(3).select(["a"]).to_list()
+    bare = tbl.search(images[1]).limit(3).select([]).to_list()
+    assert [h["id"] for h in full] == [h["id"] for h in only_a] == [h["id"] for h in bare]
+    assert all(set(h["metadata"]) == {"a"} for h in only_a) and all(h["metadata"] == {} for h in bare)
+    with pytest.raises(mostore.InvalidInputError):
+        tbl.search(images[1]).select(["nope"]).to_list()
