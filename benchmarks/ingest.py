@@ -14,6 +14,10 @@
 Both run with the same torch threads, alternately, ``--rounds`` times; the best round of each
 counts. CPU time is split by stage by timing the functions each stage calls.
 
+**Latency and storage** (100 items): reconstruct and classify per item from the store, against
+decoding the JPEG of equal PSNR (and decoding it + ResNet-18); on-disk bytes of the table (Lance
+files + index) per item against that JPEG + a float32 embedding.
+
 **Memory**: a child process ingests ``--rss`` items (random crops, flips and re-tones of the
 Imagenette images at 96x96) in batches of 64 and reports its peak RSS at each count. Writes
 results/ingest.json.
@@ -162,6 +166,62 @@ def run_baseline(files: list[Path], workdir: Path, net) -> dict:
             "bytes_per_item": nbytes / len(files) + (512 * 4 if net is not None else 0)}
 
 
+def folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def latency_and_storage(files: list[Path], workdir: Path, net, n: int = 100) -> dict:
+    """Per item: reconstruct and classify from the store vs decoding the JPEG of equal PSNR;
+    on-disk bytes of the table (Lance files + index) vs that JPEG + a float32 embedding."""
+    import mostore
+    from benchmarks.metrics import jpeg_at_psnr, psnr
+
+    files = files[:n]
+    db = mostore.connect(workdir / "latency")
+    tbl = db.create_table("t")
+    ids = tbl.add([str(f) for f in files], metadata=[{"label": f.parent.name} for f in files])
+    tbl.fit_classifier("c", "label", epochs=3, val_fraction=0.0)
+    tbl.optimize()
+    jpegs, ps = [], []
+    for item_id, f in zip(ids, files):
+        image = Image.open(f).convert("RGB")
+        target = psnr(np.asarray(image), np.asarray(tbl.reconstruct(item_id)))
+        jpegs.append(jpeg_at_psnr(image, target))
+        ps.append(target)
+
+    def per_item(fn) -> float:
+        t0 = time.perf_counter()
+        for i in range(len(ids)):
+            fn(i)
+        return 1e3 * (time.perf_counter() - t0) / len(ids)
+
+    def jpeg_classify(i):
+        im = Image.open(io.BytesIO(jpegs[i])).convert("RGB").resize((224, 224), Image.BILINEAR)
+        with torch.inference_mode():
+            net(torch.from_numpy(np.asarray(im)).permute(2, 0, 1).float()[None] / 255)
+
+    tbl.classify(ids[0], classifier="c")  # load the head
+    times = {"reconstruct": [], "classify": [], "jpeg_decode": [], "jpeg_decode_resnet18": []}
+    for _ in range(3):  # interleaved repeats, medians
+        times["reconstruct"].append(per_item(lambda i: tbl.reconstruct(ids[i])))
+        times["classify"].append(per_item(lambda i: tbl.classify(ids[i], classifier="c")))
+        times["jpeg_decode"].append(per_item(lambda i: Image.open(io.BytesIO(jpegs[i])).convert("RGB")))
+        times["jpeg_decode_resnet18"].append(per_item(jpeg_classify))
+    ms = {k: float(np.median(v)) for k, v in times.items()}
+    table_bytes = folder_bytes(db.path / "t.lance") + folder_bytes(db.path / "_mostore" / "t") - folder_bytes(
+        db.path / "_mostore" / "t" / "classifiers")
+    jpeg_b = float(np.mean([len(j) for j in jpegs]))
+    return {
+        "items": len(ids), "psnr": float(np.mean(ps)), "ms": ms,
+        "reconstruct_vs_jpeg_decode": ms["reconstruct"] / ms["jpeg_decode"],
+        "classify_vs_jpeg_decode": ms["classify"] / ms["jpeg_decode"],
+        "classify_vs_jpeg_decode_resnet18": ms["classify"] / ms["jpeg_decode_resnet18"],
+        "table_bytes_per_item": table_bytes / len(ids), "latent_bytes_per_item": tbl.stats()["bytes_per_item"],
+        "jpeg_equal_psnr_bytes": jpeg_b, "jpeg_plus_float32_embedding_bytes": jpeg_b + 4 * tbl.embedder.dim,
+        "table_vs_jpeg_plus_embedding": (table_bytes / len(ids)) / (jpeg_b + 4 * tbl.embedder.dim),
+    }
+
+
 def augmented(files: list[Path], n: int, seed: int = 0):
     """n synthesised 96x96 images: random crops, flips and tone changes of the given files."""
     rng = random.Random(seed)
@@ -236,6 +296,14 @@ def main(argv=None) -> int:
         print(f"{k:22s} {v['images_per_s']:7.1f} img/s  {v['bytes_per_item']:8.0f} B/item  ms/img: {split}")
     print(f"mostore / (JPEG + ResNet-18 + Lance): {result['speedup_vs_jpeg_resnet18_lance']:.2f}x;"
           f" / (JPEG + Lance): {result['speedup_vs_jpeg_lance']:.2f}x")
+    with tempfile.TemporaryDirectory() as tmp:
+        result["latency_storage"] = ls = latency_and_storage(files, Path(tmp), net)
+    print(f"per item: reconstruct {ls['ms']['reconstruct']:.1f} ms ({ls['reconstruct_vs_jpeg_decode']:.1f}x JPEG decode"
+          f" {ls['ms']['jpeg_decode']:.2f} ms), classify {ls['ms']['classify']:.1f} ms"
+          f" ({ls['classify_vs_jpeg_decode']:.1f}x JPEG decode; {ls['classify_vs_jpeg_decode_resnet18']:.2f}x"
+          f" JPEG decode + ResNet-18); table on disk {ls['table_bytes_per_item']:.0f} B/item vs JPEG at"
+          f" {ls['psnr']:.2f} dB + float32 vector {ls['jpeg_plus_float32_embedding_bytes']:.0f} B"
+          f" ({ls['table_vs_jpeg_plus_embedding']:.2f}x)")
     if checkpoints:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "rss.json"

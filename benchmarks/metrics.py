@@ -66,3 +66,23 @@ def bd_rate(ref_rate, ref_psnr, test_rate, test_psnr) -> float:
     int_ref = np.polyval(np.polyint(p_ref), hi) - np.polyval(np.polyint(p_ref), lo)
     int_test = np.polyval(np.polyint(p_test), hi) - np.polyval(np.polyint(p_test), lo)
     return float((np.exp((int_test - int_ref) / (hi - lo)) - 1) * 100)
+
+
+def jpeg_at_psnr(image, target: float) -> bytes:
+    """The smallest Pillow JPEG of ``image`` (PIL, RGB) whose PSNR reaches ``target`` (else quality 100)."""
+    import io
+
+    from PIL import Image
+
+    arr = np.asarray(image)
+    lo, hi, best, data = 1, 100, None, b""
+    while lo <= hi:  # PSNR grows with quality: binary search for the smallest that reaches the target
+        mid = (lo + hi) // 2
+        buf = io.BytesIO()
+        image.save(buf, "JPEG", quality=mid)
+        data = buf.getvalue()
+        if psnr(arr, np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))) >= target:
+            best, hi = data, mid - 1
+        else:
+            lo = mid + 1
+    return best if best is not None else data

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import mostore
-from benchmarks.metrics import psnr
+from benchmarks.metrics import jpeg_at_psnr, psnr
 from mostore import heads_train
 from mostore.heads import LatentClassifier, PooledEmbedding, fit_latent_classifier, load_embedder, predict
 from mostore.views import fold_pixels, pixel_tensor
@@ -183,20 +183,10 @@ def storage(codec, files: list[Path], q: int, dim: int) -> dict:
     for f in files:
         image = Image.open(f).convert("RGB")
         data = codec.encode(image, q)
-        arr = np.asarray(image)
-        target = psnr(arr, np.asarray(codec.decode(data)))
-        lo, hi, best = 1, 100, None
-        while lo <= hi:  # smallest quality whose PSNR reaches the target
-            mid = (lo + hi) // 2
-            buf = io.BytesIO()
-            image.save(buf, "JPEG", quality=mid)
-            if psnr(arr, np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))) >= target:
-                best, hi = buf.tell(), mid - 1
-            else:
-                lo = mid + 1
+        target = psnr(np.asarray(image), np.asarray(codec.decode(data)))
         ours.append(len(data))
         ps.append(target)
-        jpeg.append(best if best is not None else buf.tell())
+        jpeg.append(len(jpeg_at_psnr(image, target)))
     return {"images": len(files), "psnr": float(np.mean(ps)), "mostore_bytes": float(np.mean(ours)),
             "jpeg_bytes": float(np.mean(jpeg)), "embedding_bytes": 4 * dim,
             "jpeg_plus_embedding_bytes": float(np.mean(jpeg)) + 4 * dim,

@@ -97,7 +97,8 @@ class Query:
     def select(self, columns: list[str]) -> "Query":
         """Return only these metadata columns with each hit; ``[]`` returns ids and scores alone,
         without reading any row (the fastest form)."""
-        self._columns = check_columns(columns, self._table.metadata_columns())
+        known = self._table.metadata_columns() if columns else []
+        self._columns = check_columns(columns, known)
         return self
 
     def vector(self) -> np.ndarray:

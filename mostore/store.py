@@ -74,7 +74,7 @@ DEFAULT_CLASSIFIER_EPOCHS = 30
 COMMIT_RETRIES = 8
 #: a table whose last commit is older than this answers version checks from a stat of its folder
 VERSION_STAMP_MARGIN_S = 2.0
-#: tables at least this large get a B-tree index on id at optimize()
+#: tables at least this large get B-tree indexes on id and metadata columns at optimize()
 ID_INDEX_MIN_ROWS = 10_000
 
 log = logging.getLogger("mostore")
@@ -262,6 +262,7 @@ class Table:
         self._version_stamp: int | None = None
         self._cached_version = -1
         self._ds = None  # (version, lance dataset) reused while the version stands
+        self._schema_cache = None  # (version, schema)
         atexit.register(_flush_at_exit, weakref.ref(self))
 
     def __repr__(self) -> str:
@@ -299,14 +300,21 @@ class Table:
     def columns(self) -> dict[str, str]:
         """Filterable columns -> "numeric" | "string" | "bool" (system + user metadata)."""
         out = dict(FILTERABLE_BASE)
-        for f in self._lt.schema:
+        for f in self._schema():
             if f.name in BASE_COLUMNS:
                 continue
             out[f.name] = _kind(f.type)
         return out
 
     def metadata_columns(self) -> list[str]:
-        return [f.name for f in self._lt.schema if f.name not in BASE_COLUMNS]
+        return [f.name for f in self._schema() if f.name not in BASE_COLUMNS]
+
+    def _schema(self) -> pa.Schema:
+        """The table's schema, asked of Lance once per version (a column is added by a commit)."""
+        version = self.version
+        if self._schema_cache is None or self._schema_cache[0] != version:
+            self._schema_cache = (version, self._lt.schema)
+        return self._schema_cache[1]
 
     def _sql(self, where: str) -> str:
         return filters.to_sql(where, self.columns())
@@ -730,12 +738,15 @@ class Table:
         so keep a margin when other processes read old versions."""
         with self._lock:
             before = self._lt.stats()
-            if self.count_rows() >= ID_INDEX_MIN_ROWS and not self._has_scalar_index("id"):
-                # a B-tree on id turns the row lookups behind every search hit from a scan into a seek;
-                # lance's optimize below keeps it up to date with later appends
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # lancedb marks create_scalar_index deprecated
-                    _retry(lambda: self._lt.create_scalar_index("id", index_type="BTREE"), "create id index")
+            if self.count_rows() >= ID_INDEX_MIN_ROWS:
+                # B-trees on id (the row lookups behind search hits) and on each metadata column (filters)
+                # turn scans into seeks; lance's optimize below keeps them up to date with later appends
+                for column in ["id"] + self.metadata_columns():
+                    if not self._has_scalar_index(column):
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore")  # lancedb marks create_scalar_index deprecated
+                            _retry(lambda c=column: self._lt.create_scalar_index(c, index_type="BTREE"),
+                                   f"index {column}")
             _retry(lambda: self._lt.optimize(cleanup_older_than=keep_versions_for), "optimize")
             after = self._lt.stats()
             self._sync_index()

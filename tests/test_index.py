@@ -68,7 +68,7 @@ def test_reindex(tmp_path, tiny_codec, images):
 
 
 @pytest.mark.parametrize("kind, built", [("auto", "ivfsq"), ("ivfpq", "ivfpq")])
-def test_ivf_filtered_search_returns_exactly_k(kind, built, tmp_path):
+def test_ivf_filtered_search_returns_exactly_k(kind, built, tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     dim, n = 64, 3000
     vecs = rng.normal(size=(n, dim)).astype(np.float32)
@@ -87,6 +87,14 @@ def test_ivf_filtered_search_returns_exactly_k(kind, built, tmp_path):
     index.save(tmp_path / "i", IndexMeta(1, "e", n, index.kind))
     assert VectorIndex.load(tmp_path / "i", dim, IndexConfig())[0].kind == built
     allowed = ids[::97]  # 31 scattered ids: an IVF probe alone would miss some
+    from mostore import index as index_module
+
+    exact_scores, exact = index.search(vecs[5], 10, allowed)  # a small allowed set is scored directly
+    assert (exact[0] >= 0).sum() == 10 and set(exact[0]) <= set(allowed)
+    assert np.all(np.diff(exact_scores[0]) <= 0)
+    truth = allowed[np.argsort(-(vecs[allowed - 1] @ vecs[5]))[:10]]
+    assert len(set(exact[0]) & set(truth)) >= (9 if built == "ivfsq" else 5)  # PQ codes are coarse
+    monkeypatch.setattr(index_module, "EXACT_FILTER_MAX", 0)  # the IVF probe with a selector, and its fallback
     scores, got = index.search(vecs[5], 10, allowed)
     assert (got[0] >= 0).sum() == 10 and set(got[0]) <= set(allowed)
     index.remove(ids[:100])
