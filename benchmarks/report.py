@@ -110,6 +110,62 @@ def multitask_table(r: dict) -> str:
     ])
 
 
+def search_table(r: dict) -> str:
+    lines = [
+        f"**Search at scale** (`python -m benchmarks.search`): {r['n']:,} stored {r['dim']}-d vectors synthesised from"
+        f" real embeddings, {r['queries']} queries, {r['threads']} threads, recall@10 against exact search. Raw FAISS"
+        " is the very index mostore built, queried one vector at a time like an API call. Plot:"
+        " `benchmarks/results/search.png`.",
+        "",
+        "| index | nprobe | recall@10 | raw FAISS q/s | mostore q/s (ids + scores) | mostore / raw | mostore q/s with"
+        " rows | 1% filter q/s | 10% filter q/s | filtered: exactly k, all match |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for x in r["runs"]:
+        f1, f10 = x["filtered_1%"], x["filtered_10%"]
+        ok = all(f["exactly_k"] and f["all_match"] for f in (f1, f10))
+        lines.append(f"| {x['kind']} | {x['nprobe'] or '-'} | {x['recall_mostore']:.3f} | {x['raw_qps']:.0f} |"
+                     f" {x['mostore_qps']:.0f} | {x['mostore_over_raw']:.2f}x | {x['mostore_with_rows_qps']:.0f} |"
+                     f" {f1['qps']:.0f} | {f10['qps']:.0f} | {'yes' if ok else 'NO'} |")
+    https = r["http"] if isinstance(r["http"], list) else [r["http"]]
+    lines += ["", f"Over HTTP ({https[0]['clients']} concurrent clients on one uvicorn server, the same query form): "
+              + "; ".join(f"{h['kind']}{' nprobe ' + str(h['nprobe']) if h['nprobe'] else ''}: {h['qps']:.0f} q/s"
+                          f" ({h['over_in_process']:.2f}x in-process, {h['errors']} errors)" for h in https) + "."]
+    return "\n".join(lines)
+
+
+def ingest_table(r: dict) -> str:
+    b = r["best"]
+    names = {"mostore": "mostore (`Table.add`)", "jpeg_resnet18_lance": "JPEG q85 + ResNet-18 + Lance",
+             "jpeg_lance": "JPEG q85 + Lance (no search)"}
+    lines = [
+        f"**Ingest** (`python -m benchmarks.ingest`): {r['images']} Imagenette val files, batches of {r['batch']},"
+        f" {r['threads']} threads, best of {len(r['rounds'])} alternating rounds.",
+        "",
+        "| pipeline | images/s | stored bytes/item | ms per image by stage |",
+        "|---|---|---|---|",
+    ]
+    for k, v in b.items():
+        split = ", ".join(f"{s} {1e3 * t / r['images']:.2f}" for s, t in v["stages_s"].items())
+        lines.append(f"| {names.get(k, k)} | {v['images_per_s']:.1f} | {v['bytes_per_item']:.0f} | {split} |")
+    lines += ["", f"mostore ingests at **{r['speedup_vs_jpeg_resnet18_lance']:.2f}x** the rate of JPEG + ResNet-18 +"
+                  f" Lance ({r['speedup_vs_jpeg_lance']:.2f}x JPEG + Lance alone)."]
+    ls = r.get("latency_storage")
+    if ls:
+        lines.append(
+            f"Per item ({ls['items']} stored): reconstruct {ls['ms']['reconstruct']:.1f} ms"
+            f" ({ls['reconstruct_vs_jpeg_decode']:.1f}x decoding the JPEG of equal PSNR, {ls['ms']['jpeg_decode']:.2f} ms);"
+            f" classify {ls['ms']['classify']:.1f} ms ({ls['classify_vs_jpeg_decode']:.1f}x the JPEG decode,"
+            f" {ls['classify_vs_jpeg_decode_resnet18']:.2f}x JPEG decode + ResNet-18). On disk the table (Lance files +"
+            f" index) takes {ls['table_bytes_per_item']:.0f} B/item ({ls['latent_bytes_per_item']:.0f} B of latents) vs"
+            f" {ls['jpeg_plus_float32_embedding_bytes']:.0f} B for the JPEG at {ls['psnr']:.2f} dB + a float32"
+            f" embedding: {ls['table_vs_jpeg_plus_embedding']:.2f}x.")
+    if r.get("rss"):
+        marks = ", ".join(f"{int(k):,} items: {v['peak_rss_mib']:.0f} MiB ({v['index_kind']})" for k, v in r["rss"].items())
+        lines.append(f"Peak RSS while ingesting 96x96 augmented images in batches of 64: {marks}.")
+    return "\n".join(lines)
+
+
 def reliability_table() -> str:
     """One table from the four reliability results (whichever exist)."""
     files = {k: RESULTS / f for k, f in (("crash", "reliability-crash.json"), ("conc", "reliability-concurrency.json"),
@@ -158,7 +214,8 @@ def reliability_table() -> str:
 def main() -> int:
     parts = []
     for name, fn in (("rd.json", rd_table), ("dedup.json", dedup_table), ("tasks.json", tasks_table),
-                     ("multitask.json", multitask_table)):
+                     ("multitask.json", multitask_table), ("search.json", search_table),
+                     ("ingest.json", ingest_table)):
         path = RESULTS / name
         if path.exists():
             parts.append(fn(json.loads(path.read_text())))

@@ -157,7 +157,7 @@ class VectorIndex:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         params = None
         is_ivf = self.is_ivf
-        if allowed is not None and len(allowed) <= EXACT_FILTER_MAX:
+        if allowed is not None and len(allowed) <= EXACT_FILTER_MAX and self._score_directly(len(allowed), k):
             # a selective filter: score the allowed vectors directly (exact over the stored codes,
             # and cheaper than probing lists that mostly hold rows the filter excludes)
             allowed = np.asarray(allowed, dtype=np.int64)
@@ -186,6 +186,14 @@ class VectorIndex:
                 top = np.argsort(-s)[:k]
                 scores[row, : len(top)], ids[row, : len(top)] = s[top], np.asarray(allowed)[top]
         return scores, ids
+
+    def _score_directly(self, n_allowed: int, k: int) -> bool:
+        """Flat: always (a selector still scans every vector). IVF: when the probed lists would
+        hold too few allowed vectors to fill k (then the probe would come back short anyway)."""
+        if not self.is_ivf:
+            return True
+        expected = n_allowed * min(self.config.nprobe, self.index.nlist) / self.index.nlist
+        return expected < 4 * k
 
     # persistence
     def save(self, path: Path, meta: IndexMeta) -> None:

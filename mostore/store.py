@@ -74,6 +74,10 @@ DEFAULT_CLASSIFIER_EPOCHS = 30
 COMMIT_RETRIES = 8
 #: a table whose last commit is older than this answers version checks from a stat of its folder
 VERSION_STAMP_MARGIN_S = 2.0
+#: latents embedded together while add() encodes (then dropped: a long add keeps bytes and vectors only)
+EMBED_BATCH = 64
+#: filters whose matching ids are kept (per table version) for the queries that follow
+ALLOWED_CACHE_FILTERS = 16
 #: tables at least this large get B-tree indexes on id and metadata columns at optimize()
 ID_INDEX_MIN_ROWS = 10_000
 
@@ -263,6 +267,7 @@ class Table:
         self._cached_version = -1
         self._ds = None  # (version, lance dataset) reused while the version stands
         self._schema_cache = None  # (version, schema)
+        self._allowed_cache: dict[tuple[str, int], np.ndarray] = {}  # (filter sql, version) -> ids
         atexit.register(_flush_at_exit, weakref.ref(self))
 
     def __repr__(self) -> str:
@@ -446,15 +451,22 @@ class Table:
         self._check_types(metas)  # fail fast, before any encoding
         if not items:
             return []
-        blobs, vecs, sizes, modes = [], [], [], []
+        blobs, sizes, modes, latents, vec_parts = [], [], [], [], []
         for item in items:
             image = data.load_image(item, self.db.max_pixels)
             blob, y_hat = self.codec.encode_with_latents(image, q)
+            del image
+            header = self.codec.header(blob)
             blobs.append(blob)
-            vecs.append(y_hat)
-            sizes.append((image.width, image.height))
-            modes.append(self.codec.header(blob).mode)
-        vecs = self.embedder.batch(vecs)  # before the lock: the embedding is the costly part
+            latents.append(y_hat)
+            sizes.append((header.width, header.height))
+            modes.append(header.mode)
+            if len(latents) == EMBED_BATCH:  # embed as we go: only bytes and vectors are kept per item
+                vec_parts.append(self.embedder.batch(latents))
+                latents = []
+        if latents:
+            vec_parts.append(self.embedder.batch(latents))
+        vecs = np.concatenate(vec_parts)  # before the lock: the embedding is the costly part
         with self._lock:
             self._add_columns(self._check_types(metas))  # again: another writer may have added columns
             ids = self._allocate_ids(len(items))
@@ -689,12 +701,23 @@ class Table:
 
         return Query(self, query)
 
+    def _allowed(self, sql: str) -> np.ndarray:
+        """Ids matching a filter, remembered per table version for the next few queries."""
+        key = (sql, self.version)
+        hit = self._allowed_cache.get(key)
+        if hit is None:
+            hit = self._scan(["id"], sql)["id"].to_numpy()
+            self._allowed_cache[key] = hit
+            while len(self._allowed_cache) > ALLOWED_CACHE_FILTERS:
+                self._allowed_cache.pop(next(iter(self._allowed_cache)))
+        return hit
+
     def _knn(self, vector: np.ndarray, k: int, where: str | None) -> list[tuple[int, float]]:
         with self._lock:
             index = self._sync_index()
             allowed = None
             if where is not None:
-                allowed = self._scan(["id"], self._sql(where))["id"].to_numpy()
+                allowed = self._allowed(self._sql(where))
                 if len(allowed) == 0:
                     return []
             scores, ids = index.search(vector[None], k, allowed)

@@ -241,3 +241,16 @@ def test_select_returns_chosen_columns_or_ids_alone(db, images):
     assert all(set(h["metadata"]) == {"a"} for h in only_a) and all(h["metadata"] == {} for h in bare)
     with pytest.raises(mostore.InvalidInputError):
         tbl.search(images[1]).select(["nope"]).to_list()
+
+
+def test_a_repeated_filter_sees_new_and_changed_rows(db, images):
+    """Filter results are remembered per table version: a write must show at once."""
+    tbl = db.create_table("refilter")
+    tbl.add(images[:3], metadata=[{"tag": "a"}, {"tag": "b"}, {"tag": "a"}])
+    first = {h["id"] for h in tbl.search(images[0]).where("tag = 'a'").limit(10).to_list()}
+    assert first == {1, 3}
+    tbl.add(images[3], metadata={"tag": "a"})
+    tbl.update(2, {"tag": "a"})
+    tbl.delete(1)
+    again = {h["id"] for h in tbl.search(images[0]).where("tag = 'a'").limit(10).to_list()}
+    assert again == {2, 3, 4}
