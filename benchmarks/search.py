@@ -255,9 +255,14 @@ def plot(result: dict, path: Path) -> None:
     for label, key, rkey in (("raw FAISS", "raw_qps", "recall_raw"), ("mostore in-process", "mostore_qps", "recall_mostore")):
         xs = [r[rkey] for r in result["runs"]]
         ys = [r[key] for r in result["runs"]]
-        ax.scatter(xs, ys, label=label)
+        ax.scatter(xs, ys, label=label, marker="o" if key == "raw_qps" else "x")
+        if key == "raw_qps":
+            continue
         for r, x, y in zip(result["runs"], xs, ys):
-            ax.annotate(r["kind"] if r["kind"] == "flat" else f"nprobe {r['nprobe']}", (x, y), fontsize=7)
+            name = r["kind"] if r["kind"] == "flat" else f"{r['kind']} nprobe {r['nprobe']}"
+            left = x > 0.8  # labels to the left of points near the right edge
+            ax.annotate(name, (x, y), xytext=(-6 if left else 6, 0), textcoords="offset points",
+                        ha="right" if left else "left", va="center", fontsize=7)
     ax.set_yscale("log")
     ax.set_xlabel("recall@10")
     ax.set_ylabel("queries / s (one at a time)")
