@@ -193,7 +193,7 @@ class VectorIndex:
         if not self.is_ivf:
             return True
         expected = n_allowed * min(self.config.nprobe, self.index.nlist) / self.index.nlist
-        return expected < 4 * k
+        return expected < 2 * k  # (a probe that still comes back short falls back to direct scoring)
 
     # persistence
     def save(self, path: Path, meta: IndexMeta) -> None:
