@@ -157,11 +157,17 @@ class VectorIndex:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         params = None
         is_ivf = self.is_ivf
+        direct = None
         if allowed is not None and len(allowed) <= EXACT_FILTER_MAX and self._score_directly(len(allowed), k):
             # a selective filter: score the allowed vectors directly (exact over the stored codes,
             # and cheaper than probing lists that mostly hold rows the filter excludes)
             allowed = np.asarray(allowed, dtype=np.int64)
-            scores = queries @ self.vectors(allowed).T
+            try:
+                direct = self.vectors(allowed)
+            except RuntimeError:  # an allowed row the index lacks (a damaged bitstream): use the selector
+                direct = None
+        if direct is not None:
+            scores = queries @ direct.T
             top = np.argsort(-scores, axis=1)[:, :k]
             out_ids = np.full((len(queries), k), -1, np.int64)
             out_scores = np.full((len(queries), k), -np.inf, np.float32)
@@ -181,7 +187,10 @@ class VectorIndex:
             # an IVF probe may miss filtered rows: score the allowed set exactly when short
             short = (ids < 0).any(axis=1) & (len(allowed) > (ids >= 0).sum(axis=1))
             for row in np.flatnonzero(short):
-                vecs = self.vectors(allowed)
+                try:
+                    vecs = self.vectors(allowed)
+                except RuntimeError:  # as above: the probe's answer stands
+                    break
                 s = vecs @ queries[row]
                 top = np.argsort(-s)[:k]
                 scores[row, : len(top)], ids[row, : len(top)] = s[top], np.asarray(allowed)[top]
