@@ -43,6 +43,7 @@ from mostore.errors import (
 DEFAULT_MAX_UPLOAD = 32 * 1024 * 1024
 MAX_FILES_PER_REQUEST = 256
 THUMB_CACHE_ITEMS = 4096
+KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 IMAGE_FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "webp": ("WEBP", "image/webp")}
 
 
@@ -196,7 +197,8 @@ class Guard:
             await self.app(scope, receive, send_with_id)
         path = getattr(scope.get("route"), "path", "unmatched")
         seconds = time.perf_counter() - start
-        self.metrics.observe(request.method, path, status[0], seconds)
+        method = request.method if request.method in KNOWN_METHODS else "OTHER"  # bounded label values
+        self.metrics.observe(method, path, status[0], seconds)
         if log.isEnabledFor(logging.INFO):
             log.info(json.dumps({"request_id": request_id, "method": request.method, "route": path,
                                  "path": request.url.path, "status": status[0], "ms": round(seconds * 1e3, 2),
