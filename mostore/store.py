@@ -396,9 +396,13 @@ class Table:
         """ŷ of one item (entropy decode only, no pixels)."""
         return self.codec.latents(self._checked(self.latent_bytes(item_id), item_id))
 
-    def reconstruct(self, item_id: int):
-        """The image decoded from the stored latents (PIL.Image)."""
-        return self.codec.decode(self._checked(self.latent_bytes(item_id), item_id))
+    def reconstruct(self, item_id: int, *, data: bytes | None = None):
+        """The image decoded from the stored latents (PIL.Image).
+
+        ``data``: the item's bytes when the caller has just read them with ``latent_bytes``
+        (saves a second row read); they are checked like the stored ones."""
+        blob = self.latent_bytes(item_id) if data is None else data
+        return self.codec.decode(self._checked(blob, item_id))
 
     def _checked(self, blob: bytes, item_id: int) -> bytes:
         try:

@@ -194,6 +194,10 @@ def test_a_corrupted_row_is_reported_and_the_rest_works(tmp_path, tiny_codec, im
     tbl._lt.update(where="id = 2", values={"latent": bytes(blob)})
     with pytest.raises(mostore.CorruptBitstreamError, match="item 2"):
         tbl.reconstruct(2)
+    # bytes the caller already read (the server's image routes) are checked the same way
+    with pytest.raises(mostore.CorruptBitstreamError, match="item 2"):
+        tbl.reconstruct(2, data=tbl.latent_bytes(2))
+    assert tbl.reconstruct(3, data=tbl.latent_bytes(3)).tobytes() == tbl.reconstruct(3).tobytes()
     with pytest.raises(mostore.CorruptBitstreamError):
         tbl.search(2).to_list()
     assert tbl.reconstruct(3).size == (48, 40)
