@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 STAT_CHANNELS = 32
 GRID_CHANNELS = 4
@@ -60,6 +61,10 @@ class PooledEmbedding:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([self(y) for y in latents])
 
+    def query(self, codec, image, quality: int) -> np.ndarray:
+        """The embedding of a query image (PIL): its latents as the table would store them."""
+        return self(codec.encode_with_latents(image, quality)[1])
+
 
 # ---- the learned embedding ---------------------------------------------------------------
 
@@ -67,6 +72,8 @@ class PooledEmbedding:
 EMBEDDERS_DIR = Path(__file__).parent / "embedders"
 #: latents embedded per forward pass
 EMBED_BATCH = 64
+#: a query up to this log-ratio (about 12%) below the head's native size is embedded at one scale
+QUERY_SCALE_TOLERANCE = 0.12
 
 
 def embedder_path(codec_id: str) -> Path:
@@ -106,6 +113,35 @@ class LearnedEmbedding:
         x = torch.cat([prepare_latents(y.reshape(self.latent_channels, *y.shape[-2:])) for y in latents])
         with torch.inference_mode():
             return torch.cat([self.model(b) for b in x.split(EMBED_BATCH)]).numpy().astype(np.float32)
+
+    def query(self, codec, image, quality: int) -> np.ndarray:
+        """The embedding of a query image (PIL); a small query is taken at two scales, summed.
+
+        Stored items are embedded from their latents alone, at whatever size they were stored.
+        A query smaller than the head's native size (short side ``CLASSIFIER_GRID`` × the
+        codec's stride: 224 px for the shipped codec) has a latent grid the head only sees
+        upsampled, which is where near-duplicate search missed most (a half-size copy of a
+        224 px image found its original first 96% of the time, each other kind of variant 99.75-100%).
+        Such a query is embedded from its own latents *plus* those of a copy upscaled to the
+        native size: the first matches items stored as small as the query, the second items
+        stored at the native size. On 800 Imagenette val images, with variant queries (crop,
+        0.5-1x resize, tone, flip, JPEG), the original came first for 97.9% (own latents only),
+        98.9% (upscaled copy only) and 99.4% (the sum) against 224 px items; against 112 px
+        items 86.6% / 69.6% / 93.6%. Larger queries are encoded once, at their own size (for
+        ~600 px photos queried by 0.5-1x variants that is best: 98.0%, against 96.9% summed
+        with a 224 px copy)."""
+        from mostore.codec.model import to_rgb_array
+
+        side = CLASSIFIER_GRID * codec.stride
+        factor = side / min(image.size)
+        size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
+        views = [image]
+        # (a very long, thin query is not blown up: its upscaled copy would hold more than 4 squares)
+        if np.log(factor) > QUERY_SCALE_TOLERANCE and size[0] * size[1] <= 4 * side * side:
+            rgb = Image.fromarray(to_rgb_array(image)[0])  # as the encoder sees it (alpha on white)
+            views.append(rgb.resize(size, Image.BICUBIC))
+        v = self.batch([codec.encode_with_latents(im, quality)[1] for im in views]).sum(0)
+        return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
 
 
 def load_embedder(codec) -> "LearnedEmbedding | PooledEmbedding":
@@ -261,7 +297,7 @@ def fit_latent_classifier(
     latents: torch.Tensor, targets: torch.Tensor, classes: int, *, epochs: int, seed: int = 0,
     val_latents: torch.Tensor | None = None, val_targets: torch.Tensor | None = None,
     groups: torch.Tensor | None = None, batch: int = 64, lr: float = 3e-3, log=None,
-    trunk: LatentNet | None = None,
+    trunk: LatentNet | None = None, width: int = 64,
 ) -> tuple[LatentClassifier, float | None]:
     """Train a ``LatentClassifier`` on inputs (N, C, 14, 14); returns it and the validation top-1.
 
@@ -271,7 +307,7 @@ def fit_latent_classifier(
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = LatentClassifier(latents.shape[1], classes)
+    model = LatentClassifier(latents.shape[1], classes, width)
     if trunk is not None and (trunk.in_channels, trunk.width) == (model.trunk.in_channels, model.trunk.width):
         model.trunk.load_state_dict(trunk.state_dict())
     else:

@@ -109,8 +109,7 @@ class Query:
                 self._vector = self._table.embedding(int(q))
             else:
                 image = data.load_image(q, self._table.db.max_pixels)
-                _, y_hat = self._table.codec.encode_with_latents(image, self._table.quality)
-                self._vector = self._table.embedder(y_hat)
+                self._vector = self._table.embedder.query(self._table.codec, image, self._table.quality)
         return self._vector
 
     def to_list(self) -> list[dict]:

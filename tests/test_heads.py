@@ -89,6 +89,42 @@ def test_learned_embedding_round_trip(tmp_path):
     assert isinstance(LatentEmbedder(16, 8)(torch.zeros(2, 16, 14, 14)), torch.Tensor)
 
 
+def test_a_query_is_embedded_at_its_own_size_and_at_the_heads(tmp_path, tiny_codec):
+    from PIL import Image
+
+    emb = LearnedEmbedding.load(_tiny_embedder(tmp_path))
+    side = heads.CLASSIFIER_GRID * tiny_codec.stride
+    sizes = []
+
+    class Spy:  # the codec, recording the size of each image it encodes
+        stride = tiny_codec.stride
+
+        def encode_with_latents(self, image, quality):
+            sizes.append(image.size)
+            return tiny_codec.encode_with_latents(image, quality)
+
+    def query(w, h, mode="RGB"):
+        sizes.clear()
+        image = Image.fromarray(natural_image(1, (w, h))).convert(mode)
+        v = emb.query(Spy(), image, 2)
+        assert v.shape == (8,) and v.dtype == np.float32 and abs(np.linalg.norm(v) - 1) < 1e-5
+        return image, v
+
+    query(side + 10, side + 30)
+    assert sizes == [(side + 10, side + 30)]  # about the head's size: encoded once
+    image, v = query(side // 2, side // 4)
+    assert sizes == [(side // 2, side // 4), (2 * side, side)]  # short side brought to the head's
+    two = emb.batch([tiny_codec.encode_with_latents(im, 2)[1] for im in (
+        image, image.resize(sizes[1], Image.BICUBIC))]).sum(0)
+    assert np.allclose(v, two / np.linalg.norm(two), atol=1e-5)
+    query(side // 2, side // 2, "RGBA")
+    assert sizes[1] == (side, side)
+    query(3 * side, 2 * side)  # larger than the head's size: its own latents only
+    assert len(sizes) == 1
+    query(40 * side, 2)  # a sliver is not blown up to 20 squares
+    assert len(sizes) == 1
+
+
 def test_table_reindexes_when_the_embedding_changes(tmp_path, tiny_codec, monkeypatch):
     """A table indexed with the fixed pooling (older releases) is re-indexed on open, and says so."""
     db = mostore.connect(tmp_path / "db", codec=tiny_codec)
@@ -140,6 +176,11 @@ def test_shipped_embedder_sees_through_variants():
     images = [Image.open(f).convert("RGB") for f in files]
     rng = np.random.default_rng(0)
     db = emb.batch([codec.latents(codec.encode(im)) for im in images])
-    queries = emb.batch([codec.latents(codec.encode(variant(im, rng, DUPLICATE))) for im in images])
+    variants = [variant(im, rng, DUPLICATE) for im in images]
+    queries = emb.batch([codec.latents(codec.encode(v)) for v in variants])
+    found = (queries @ db.T).argmax(1) == np.arange(len(images))
+    assert found.mean() >= 0.9, found
+    # what a search by image does: the query also at the head's native size
+    queries = np.stack([emb.query(codec, v, codec.quality) for v in variants])
     found = (queries @ db.T).argmax(1) == np.arange(len(images))
     assert found.mean() >= 0.9, found
