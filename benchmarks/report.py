@@ -54,27 +54,53 @@ def tasks_table(r: dict) -> str:
     c, cost, q0 = r["classification"], r["cost"], str(r["default_quality"])
     names = (("latent", "mostore latents ŷ (entropy decode only)"), ("decoded", "pixels decoded from mostore, 112×112"),
              ("original", "original pixels, 112×112"))
+    n = len(c["latent"].get("top1_by_seed", [0]))
+    seeds = f", mean of {n} seeds" if n > 1 else ""
+
+    def spread(v: dict) -> str:
+        runs = v.get("top1_by_seed", [])
+        return f" ({min(runs):.3f}–{max(runs):.3f})" if len(runs) > 1 else ""
+
+    command = f"python -m benchmarks.tasks --epochs {r['epochs']}" + (f" --seeds {n}" if n > 1 else "") + (
+        f" --width {r['width']}" if r.get("width", 64) != 64 else "")
     lines = [
-        f"**Classification, latents vs pixels** (`python -m benchmarks.tasks --epochs {r['epochs']}`; Imagenette: "
+        f"**Classification, latents vs pixels** (`{command}`; Imagenette: "
         f"{r['train_images']} train images × {r['train_views'] // r['train_images']} augmented views, "
-        f"{r['val_images']} val; the same {cost['latent']['macs'] / 1e6:.0f} M-MAC head, same views, epochs and seed, "
+        f"{r['val_images']} val; the same {cost['latent']['macs'] / 1e6:.0f} M-MAC head, same views, epochs and seeds, "
         f"on 192×14×14 inputs). Time and MACs are per image from the stored bytes to class scores. "
         "Plot: `benchmarks/results/tasks.png` (top-1 vs bpp at every quality level).",
         "",
-        f"| input | top-1 (val, quality {q0}) | MACs per image | ms per image | time vs decoded path |",
+        f"| input | top-1 (val, quality {q0}){seeds} | MACs per image | ms per image | time vs decoded path |",
         "|---|---|---|---|---|",
-        *(f"| {name} | **{c[k]['top1']:.3f}** | {cost[k]['macs'] / 1e6:.0f} M | {cost[k]['ms_per_image']:.1f} | "
-          f"{cost[k]['time_vs_decoded']:.2f}× |" for k, name in names),
+        *(f"| {name} | **{c[k]['top1']:.3f}**{spread(c[k])} | {cost[k]['macs'] / 1e6:.0f} M | "
+          f"{cost[k]['ms_per_image']:.1f} | {cost[k]['time_vs_decoded']:.2f}× |" for k, name in names),
+        *([
+            "",
+            "Seed by seed (latents − original pixels): " + ", ".join(
+                f"{a - b:+.3f}" for a, b in zip(c["latent"]["top1_by_seed"], c["original"]["top1_by_seed"])) + ".",
+        ] if n > 1 else []),
         "",
         "| quality | bpp | top-1 from latents | top-1 from decoded pixels |",
         "|---|---|---|---|",
         *(f"| {q} | {c['latent']['by_quality'][q]['bpp']:.3f} | {c['latent']['by_quality'][q]['top1']:.3f} | "
           f"{c['decoded']['by_quality'][q]['top1']:.3f} |" for q in sorted(c["latent"]["by_quality"], key=int)),
     ]
+    sc = r.get("store_classifier")
+    if sc:
+        trunk = "trunk from the shipped embedding" if sc["pretrained_trunk"] else "trunk trained from scratch"
+        lines += [
+            "",
+            f"**The store's classifier, as a user runs it** (`--parts store`): the {sc['train_items']:,} train "
+            "images ingested into a table with their class, `tbl.fit_classifier(\"nette\", label=\"label\")` with "
+            f"its defaults ({sc['epochs']} epochs, {sc['n_train']:,} rows trained, {sc['n_val']:,} held out, {trunk}) "
+            f"took {sc['fit_s']:.0f} s and reported {sc['held_out_accuracy']:.3f} on its held-out rows (train images, "
+            f"which the shipped embedding saw while it trained); `tbl.classify(file)` on the {sc['val_images']:,} val "
+            f"files: top-1 **{sc['val_top1']:.3f}** ({sc['classify_ms_per_image']:.1f} ms per image, encode included).",
+        ]
     ret = r["retrieval"]
     lines += [
         "",
-        "**Near-duplicates and class consistency** (same run): all val images stored (clean, quality "
+        "**Near-duplicates and class consistency** (`--parts retrieval`): all val images stored (clean, quality "
         f"{q0}); each queried by one random variant (crop ≤20%, resize 0.5–1×, brightness/contrast ±15%, "
         "flip p=0.5, JPEG q30–90).",
         "",
@@ -82,7 +108,9 @@ def tasks_table(r: dict) -> str:
         "|---|---|---|---|---|",
         *(f"| {name} (`{v['embedder']}`) | {v['dim']} | {v['recall@1']:.4f} | {v['recall@10']:.4f} | "
           f"{v['class_precision@10']:.3f} |" for name, v in (
-              ("store's learned embedding", ret.get("store")), ("fixed pooling (older tables)", ret.get("pooled")),
+              ("store's learned embedding, as search by image queries it", ret.get("store")),
+              ("the same, from the query's own latents only", ret.get("own_latents")),
+              ("fixed pooling (older tables)", ret.get("pooled")),
               ("8×8 RGB thumbnail", ret.get("thumbnail"))) if v),
     ]
     s = r["storage"]

@@ -120,11 +120,12 @@ class LearnedEmbedding:
         Stored items are embedded from their latents alone, at whatever size they were stored.
         A query smaller than the head's native size (short side ``CLASSIFIER_GRID`` × the
         codec's stride: 224 px for the shipped codec) has a latent grid the head only sees
-        upsampled, which is where near-duplicate search missed most (a half-size copy of a
-        224 px image found its original first 96% of the time, each other kind of variant 99.75-100%).
+        upsampled, which is where near-duplicate search missed most (in an exploratory run, a
+        half-size copy of a 224 px image found its original first 96% of the time, each other
+        kind of variant 99.75-100%).
         Such a query is embedded from its own latents *plus* those of a copy upscaled to the
         native size: the first matches items stored as small as the query, the second items
-        stored at the native size. On 800 Imagenette val images, with variant queries (crop,
+        stored at the native size. In the same run, on 800 Imagenette val images, with variant queries (crop,
         0.5-1x resize, tone, flip, JPEG), the original came first for 97.9% (own latents only),
         98.9% (upscaled copy only) and 99.4% (the sum) against 224 px items; against 112 px
         items 86.6% / 69.6% / 93.6%. Larger queries are encoded once, at their own size (for
