@@ -191,7 +191,7 @@ def embed_all(embedder, latents: np.ndarray) -> np.ndarray:
     return np.concatenate([embedder.batch(list(torch.from_numpy(b).float())) for b in np.array_split(latents, 32)])
 
 
-def duplicate_queries(data: Path, rows: list[dict], dup: dict, seed: int = 0):
+def duplicate_queries(data: Path, rows: list[dict], seed: int = 0):
     """The variant images of the ``dup`` view set again (same seeds), as a user would query with them."""
     for i, r in enumerate(rows):
         image = Image.open(data / r["path"]).convert("RGB")
@@ -229,7 +229,7 @@ def retrieval(codec, clean: dict, dup: dict, queries) -> dict:
     return out
 
 
-def store_classifier(codec, data: Path, splits: dict, classes: list[str]) -> dict:
+def store_classifier(codec, data: Path, splits: dict) -> dict:
     """What a user of the store gets: the train images ingested into a real table with their
     class as metadata, ``fit_classifier`` with its defaults (trunk from the shipped embedding,
     20% of the rows held out), then ``classify`` of each val image file through the API."""
@@ -323,12 +323,14 @@ def main(argv=None) -> int:
     train = heads_train.load(args.views / "train") if "classification" in parts else None
     vals = {q: heads_train.load(args.views / f"val-q{q}") for q in range(1, nq + 1)}
     dup = heads_train.load(args.views / "dup")
-    splits, classes = heads_train.imagenette(args.data)
+    splits, _ = heads_train.imagenette(args.data)
     val_files = [args.data / r["path"] for r in splits["val"]]
 
     def spread(n: int) -> list[Path]:
         return [val_files[i] for i in np.linspace(0, len(val_files) - 1, n).round().astype(int)]
 
+    if parts != set(PARTS) and not args.out.is_file():
+        ap.error(f"--parts runs some parts and keeps the others from {args.out}, which does not exist")
     result = json.loads(args.out.read_text()) if parts != set(PARTS) else {}  # other parts: kept from --out
     result.update({"codec_id": codec.id, "default_quality": q0, "val_images": int(len(vals[q0]["label"]))})
     if "classification" in parts:
@@ -342,10 +344,10 @@ def main(argv=None) -> int:
             print(f"{k:9} {v['ms_per_image']:.2f} ms/image ({v['time_vs_decoded']:.2f}x decoded), "
                   f"{v['macs'] / 1e6:.0f} M MACs", flush=True)
     if "retrieval" in parts:
-        queries = duplicate_queries(args.data, splits["val"], dup)
+        queries = duplicate_queries(args.data, splits["val"])
         result["retrieval"] = retrieval(codec, vals[q0], dup, queries)
     if "store" in parts:
-        result["store_classifier"] = store_classifier(codec, args.data, splits, classes)
+        result["store_classifier"] = store_classifier(codec, args.data, splits)
     if "storage" in parts:
         result["storage"] = storage(codec, spread(args.storage_images), q0, load_embedder(codec).dim)
         s = result["storage"]
