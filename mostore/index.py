@@ -185,12 +185,13 @@ class VectorIndex:
         scores, ids = self.index.search(queries, k, params=params)
         if allowed is not None and is_ivf and len(allowed) <= 100_000:
             # an IVF probe may miss filtered rows: score the allowed set exactly when short
-            short = (ids < 0).any(axis=1) & (len(allowed) > (ids >= 0).sum(axis=1))
-            for row in np.flatnonzero(short):
+            short = np.flatnonzero((ids < 0).any(axis=1) & (len(allowed) > (ids >= 0).sum(axis=1)))
+            if len(short):
                 try:
-                    vecs = self.vectors(allowed)
+                    vecs = self.vectors(allowed)  # read once for every short row
                 except RuntimeError:  # as above: the probe's answer stands
-                    break
+                    short = short[:0]
+            for row in short:
                 s = vecs @ queries[row]
                 top = np.argsort(-s)[:k]
                 scores[row, : len(top)], ids[row, : len(top)] = s[top], np.asarray(allowed)[top]
