@@ -57,7 +57,7 @@ from mostore.errors import (
     MostoreError,
     NotFoundError,
 )
-from mostore.heads import LatentClassifier, fit_latent_classifier, load_embedder
+from mostore.heads import EMBED_BATCH, LatentClassifier, fit_latent_classifier, load_embedder
 from mostore.index import IndexConfig, IndexMeta, VectorIndex
 
 if TYPE_CHECKING:
@@ -76,8 +76,6 @@ COMMIT_RETRIES = 8
 VERSION_STAMP_MARGIN_S = 2.0
 #: bound of each of lance's caches (index, metadata), shared by every table of the process
 LANCE_CACHE_BYTES = 128 * 1024 * 1024
-#: latents embedded together while add() encodes (then dropped: a long add keeps bytes and vectors only)
-EMBED_BATCH = 64
 #: filters whose matching ids are kept (per table version) for the queries that follow
 ALLOWED_CACHE_FILTERS = 16
 #: tables at least this large get B-tree indexes on id and metadata columns at optimize()
@@ -128,7 +126,8 @@ def _session():
     stays cached); bounded, it stays flat (measured by benchmarks/ingest.py --rss)."""
     global _SESSION
     if _SESSION is None:
-        _SESSION = lancedb.Session(index_cache_size_bytes=LANCE_CACHE_BYTES, metadata_cache_size_bytes=LANCE_CACHE_BYTES)
+        _SESSION = lancedb.Session(index_cache_size_bytes=LANCE_CACHE_BYTES,
+                                   metadata_cache_size_bytes=LANCE_CACHE_BYTES)
     return _SESSION
 
 
@@ -482,7 +481,8 @@ class Table:
             latents.append(y_hat)
             sizes.append((header.width, header.height))
             modes.append(header.mode)
-            if len(latents) == EMBED_BATCH:  # embed as we go: only bytes and vectors are kept per item
+            # embed as we go, a forward pass at a time: a long add keeps bytes and vectors, not latents
+            if len(latents) == EMBED_BATCH:
                 vec_parts.append(self.embedder.batch(latents))
                 latents = []
         if latents:
