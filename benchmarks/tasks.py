@@ -96,18 +96,20 @@ def classification(args, codec, train, vals) -> tuple[dict, dict]:
     out, models, correct = {}, {}, {}
     for kind in KINDS:
         t = time.perf_counter()
+        x = inputs(train, kind)
+        # the original pixels do not depend on the quality level
+        val_x = {q: inputs(v, kind) for q, v in vals.items() if kind != "original" or q == q0}
         runs = []
         for seed in seeds:
             model, _ = fit_latent_classifier(
-                inputs(train, kind), labels, 10, epochs=args.epochs, groups=groups, seed=seed, width=args.width,
-                val_latents=inputs(vals[q0], kind).float(), val_targets=torch.from_numpy(vals[q0]["label"]).long(),
+                x, labels, 10, epochs=args.epochs, groups=groups, seed=seed, width=args.width,
+                val_latents=val_x[q0].float(), val_targets=torch.from_numpy(vals[q0]["label"]).long(),
                 log=lambda m, k=kind, s=seed: print(f"  {k} seed {s}: {m}", flush=True),
             )
             per_q = {}
-            for q, v in vals.items():
-                if kind == "original" and q != q0:
-                    continue  # the original pixels do not depend on the quality level
-                pred = predict(model, inputs(v, kind)).argmax(1).numpy()
+            for q, xv in val_x.items():
+                v = vals[q]
+                pred = predict(model, xv).argmax(1).numpy()
                 if q == q0:
                     correct.setdefault(kind, []).append(pred == v["label"])
                 per_q[q] = {"top1": float((pred == v["label"]).mean()),
